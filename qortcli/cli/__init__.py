@@ -1,0 +1,8 @@
+"""The qortcli command line: one thin command per pipeline step (modules register on `app`)."""
+
+from qortcli.cli import collect, migrate, optimize, price, status, suggest, surface  # noqa: F401  (register commands)
+from qortcli.cli.app import app
+
+
+def main() -> None:
+    app()

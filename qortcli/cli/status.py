@@ -1,0 +1,64 @@
+"""`qortcli status`: the store in use, counts per collection, latest snapshots and last runs."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from qortcli.cli.app import app
+from qortcli.cli.common import DbOption, JsonOption, emit, fmt, handled, open_db, state
+from qortcli.steps.status import run_status
+
+
+@app.command()
+def status(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
+           runs: int = typer.Option(10, "--runs", min=0, help="How many recent runs to list.")) -> None:
+    """Show the store in use, document counts, the latest complete snapshot per currency and recent runs.
+
+    Example: qortcli status --json
+    """
+    st = state(ctx, db, as_json)
+    with handled(st):
+        database = open_db(st, migrate=False)
+        emit(st, run_status(database, runs=runs), _render)
+
+
+def _render(console, summary: dict) -> None:
+    console.print(f"[bold]Store:[/] {summary['store']}")
+    counts = Table(title="Documents per collection", title_justify="left")
+    counts.add_column("collection")
+    counts.add_column("documents", justify="right")
+    for name, n in summary["counts"].items():
+        counts.add_row(name, str(n))
+    console.print(counts)
+
+    snaps = Table(title="Latest complete snapshots", title_justify="left")
+    for col in ("currency", "snapshot", "taken at", "instruments", "priced"):
+        snaps.add_column(col)
+    for snap in summary["latest_snapshots"]:
+        snaps.add_row(snap["currency"], snap["snapshot_id"], fmt(snap["timestamp"]),
+                      str(snap.get("instruments", "–")), str(snap.get("priced", "–")))
+    if not summary["latest_snapshots"]:
+        snaps.add_row("–", "no snapshot yet: run `qortcli collect sample` or `qortcli collect deribit`", "", "", "")
+    console.print(snaps)
+
+    for extra in summary.get("sections", []):
+        table = Table(title=extra["title"], title_justify="left")
+        for col in extra["columns"]:
+            table.add_column(col)
+        for row in extra["rows"]:
+            table.add_row(*[fmt(v) for v in row])
+        console.print(table)
+
+    runs = Table(title="Last runs", title_justify="left")
+    for col in ("step", "trigger", "started", "seconds", "status", "counts / error"):
+        runs.add_column(col)
+    for run in summary["last_runs"]:
+        status = run["status"]
+        colour = {"ok": "green", "failed": "red", "missed": "yellow", "running": "cyan"}.get(status, "white")
+        detail = run.get("error") or ", ".join(f"{k}={v}" for k, v in (run.get("counts") or {}).items())
+        runs.add_row(run["step"], run.get("trigger", ""), fmt(run.get("started_at")), fmt(run.get("seconds")),
+                     f"[{colour}]{status}[/]", detail)
+    if not summary["last_runs"]:
+        runs.add_row("–", "", "", "", "", "no runs recorded yet")
+    console.print(runs)

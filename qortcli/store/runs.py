@@ -1,0 +1,67 @@
+"""Run records: every step run writes one `job_runs` document (start, end, status, counts, error)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from qortcli.store import schema
+from qortcli.store.ops import to_plain
+from qortcli.timeutils import utcnow
+
+
+@dataclass
+class Run:
+    """The live record of one step run; steps add to `counts` as they go."""
+
+    run_id: str
+    step: str
+    args: dict
+    counts: dict = field(default_factory=dict)
+    trigger: str = "cli"
+
+
+def _safe_args(args: dict) -> dict:
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v))
+            for k, v in (args or {}).items()}
+
+
+@contextmanager
+def recorded_run(db, step: str, args: dict | None = None, trigger: str = "cli"):
+    """Record a step run in `job_runs`: "running" at start, then "ok" or "failed" with the error line."""
+    run = Run(run_id=uuid.uuid4().hex, step=step, args=_safe_args(args or {}), trigger=trigger)
+    started = utcnow()
+    clock = time.perf_counter()
+    db[schema.JOB_RUNS].insert_one(to_plain({"_id": run.run_id, "step": step, "args": run.args, "trigger": trigger,
+                                             "started_at": started, "status": "running", "counts": {}}))
+    try:
+        yield run
+    except BaseException as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        _finish(db, run, status, time.perf_counter() - clock, f"{type(exc).__name__}: {message}")
+        raise
+    _finish(db, run, "ok", time.perf_counter() - clock, None)
+
+
+def _finish(db, run: Run, status: str, seconds: float, error: str | None) -> None:
+    db[schema.JOB_RUNS].update_one({"_id": run.run_id}, {"$set": to_plain({
+        "ended_at": utcnow(), "status": status, "seconds": round(seconds, 3), "counts": run.counts, "error": error})})
+
+
+def record_event(db, step: str, status: str, error: str | None = None, trigger: str = "scheduler", **extra) -> str:
+    """Write a one-shot run record (e.g. a missed scheduler job) and return its id."""
+    run_id = uuid.uuid4().hex
+    now = utcnow()
+    db[schema.JOB_RUNS].insert_one(to_plain({"_id": run_id, "step": step, "args": {}, "trigger": trigger,
+                                             "started_at": now, "ended_at": now, "status": status,
+                                             "counts": {}, "error": error, **extra}))
+    return run_id
+
+
+def last_runs(db, limit: int = 10, step: str | None = None) -> list[dict]:
+    """The most recent run records, newest first."""
+    query = {"step": step} if step else {}
+    return list(db[schema.JOB_RUNS].find(query).sort("started_at", -1).limit(limit))

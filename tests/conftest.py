@@ -1,0 +1,68 @@
+"""Shared fixtures: an embedded store and a mongomock-backed "real MongoDB" store, both empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _patch_mongomock_bulk() -> None:
+    """mongomock 4.x rejects the `sort` keyword pymongo >= 4.11 passes to bulk ops (mongomock issue 912)."""
+    import mongomock.collection as mc
+
+    builder = mc.BulkOperationBuilder
+    if getattr(builder, "_qort_patched", False):
+        return
+    for name in ("add_replace", "add_update"):
+        original = getattr(builder, name)
+
+        def accept_sort(self, *args, _original=original, **kwargs):
+            kwargs.pop("sort", None)
+            return _original(self, *args, **kwargs)
+
+        setattr(builder, name, accept_sort)
+    builder._qort_patched = True
+
+
+@pytest.fixture
+def embedded_db(tmp_path):
+    """A fresh embedded (litemongo) store with the schema applied."""
+    from qortcli.store import connect, ensure_schema
+
+    db = connect(str(tmp_path / "db"))
+    ensure_schema(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def mongomock_db():
+    """The MongoDB code path (pymongo interface) over mongomock, with the schema applied."""
+    import mongomock
+
+    from qortcli.store import ensure_schema
+    from qortcli.store.connect import connect_mongo
+
+    _patch_mongomock_bulk()
+    db = connect_mongo("mongodb://mongomock.test:27017", "qortfolio_test", client_factory=mongomock.MongoClient)
+    ensure_schema(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture(params=["embedded", "mongomock"])
+def any_db(request):
+    """Each test using it runs on both stores."""
+    yield request.getfixturevalue(f"{request.param}_db")
+
+
+@pytest.fixture
+def qort_env(tmp_path, monkeypatch):
+    """Point QORT_DB at a fresh embedded store for CLI tests; returns its path."""
+    path = tmp_path / "clidb"
+    monkeypatch.setenv("QORT_DB", str(path))
+    monkeypatch.delenv("QORT_DB_NAME", raising=False)
+    return path
