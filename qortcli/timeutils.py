@@ -87,5 +87,6 @@ def expiry_code(expiry: datetime) -> str:
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    """The current time, timezone-aware UTC, to the millisecond (what BSON stores)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

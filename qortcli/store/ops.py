@@ -16,7 +16,8 @@ PENDING, COMPLETE = "pending", "complete"
 
 
 def to_plain(obj):
-    """A BSON-safe copy of `obj`: numpy scalars/arrays → Python, NaN/inf → None, datetimes UTC-aware.
+    """A BSON-safe copy of `obj`: numpy scalars/arrays → Python, NaN/inf → None, datetimes UTC-aware
+    and truncated to the millisecond (what BSON stores).
 
     A naive datetime raises ValueError (it would be stored as an ambiguous time).
     """
@@ -36,7 +37,8 @@ def to_plain(obj):
     if isinstance(obj, datetime):
         if hasattr(obj, "to_pydatetime"):  # pandas Timestamp
             obj = obj.to_pydatetime()
-        return require_utc(obj, "datetime")
+        moment = require_utc(obj, "datetime")
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)  # BSON keeps milliseconds
     if isinstance(obj, date):
         return datetime(obj.year, obj.month, obj.day, tzinfo=timezone.utc)
     if isinstance(obj, np.datetime64):
