@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job: set up, then run the whole pipeline on the embedded store with the bundled real sample
+# (a Deribit BTC+ETH chain of 2026-01-11 and ten coins' daily prices), and print the store's status.
+# Store: $QORT_DB if set, else ./.qortfolio/db (embedded, git-ignored). No network needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export QORT_DB=${QORT_DB:-$PWD/.qortfolio/db}
+q=.venv/bin/qortcli
+set -x
+$q migrate
+$q collect sample
+$q price --check
+$q surface
+$q optimize --model hrp
+$q optimize --model hrp --by-sector --max-sector 0.6
+$q suggest --top 3
+$q status
