@@ -1,0 +1,236 @@
+"""Vectorised Black-76 implied volatility from coin or USD option prices.
+
+Method (after Jaeckel, "By Implication", 2006, and "Let's Be Rational", 2015): every price is reduced
+to the normalised out-of-the-money time value ``beta = P_otm / sqrt(F K)`` at ``x = -|ln(F/K)|``
+(put-call parity moves in-the-money options to the out-of-the-money side, undiscounting by
+``e^{rT}``), and the total volatility ``s = sigma sqrt(T)`` is solved on the whole array at once:
+
+- the inflection point ``s_c = sqrt(2|x|)`` splits the curve ``b(s)`` into a convex lower part and a
+  concave upper part; ``beta < b(s_c)`` is solved on ``ln b(s) = ln beta`` from the asymptotic guess
+  ``s0 = sqrt(2 x^2 / (|x| - 4 ln(beta / b_c)))``; otherwise on ``ln(b_max - b(s)) = ln(b_max - beta)``
+  (``b_max = e^{x/2}``) from ``s0 = -2 N^{-1}((b_max - beta) / (e^{x/2} + e^{-x/2}))``;
+- both objectives are evaluated with ``erfcx`` (no underflow in the deep wings, no ``exp`` per step),
+  and iterated with Halley steps kept inside a bracket that every evaluation tightens (bisection
+  when a step would leave it), over masked sub-arrays of the options not yet converged.
+
+Prices outside the no-arbitrage bounds give NaN and a reason code (``REASONS``), never an exception.
+Pure numpy/scipy; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import erfcx, ndtri
+
+from qortcli.quant.black76 import as_arrays
+
+OK, NON_POSITIVE_PRICE, BELOW_INTRINSIC, ABOVE_UPPER_BOUND, EXPIRED, INVALID_INPUT, NO_CONVERGENCE = range(7)
+REASONS = {
+    OK: "ok",
+    NON_POSITIVE_PRICE: "non_positive_price",
+    BELOW_INTRINSIC: "below_intrinsic",        # no time value: price <= intrinsic value
+    ABOVE_UPPER_BOUND: "above_upper_bound",    # call >= F (coin price >= 1), put >= K
+    EXPIRED: "expired",                        # t_years <= 0
+    INVALID_INPUT: "invalid_input",            # NaN/inf, F <= 0 or K <= 0
+    NO_CONVERGENCE: "no_convergence",
+}
+
+_SQRT2 = np.sqrt(2.0)
+_INV_SQRT2 = 1.0 / np.sqrt(2.0)
+_SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+_LN_HALF = np.log(0.5)
+
+
+class ImpliedVol(NamedTuple):
+    """``sigma`` (fraction, NaN where undefined) and ``reason`` (int codes, see ``REASONS``)."""
+
+    sigma: np.ndarray
+    reason: np.ndarray
+
+    def reason_names(self) -> np.ndarray:
+        """The reason codes as strings."""
+        return np.array([REASONS[int(c)] for c in np.unique(self.reason)], dtype=object)[
+            np.searchsorted(np.unique(self.reason), self.reason)]
+
+
+def reason_name(code: int) -> str:
+    """The name of one reason code."""
+    return REASONS.get(int(code), f"unknown({code})")
+
+
+def implied_vol(price, F, K, t_years, is_call, rate=0.0, unit: str = "coin",
+                tol: float = 1e-12, max_iter: int = 64) -> ImpliedVol:
+    """Black-76 implied volatilities (fractions) for option prices, vectorised.
+
+    ``price`` is the coin premium ``V`` (``unit="coin"``, Deribit's ``mark_price``) or the Black-76 USD
+    value ``V * F`` (``unit="usd"``; not the spot-converted premium). ``F`` forward (USD), ``K`` strike
+    (USD), ``t_years`` years to expiry, ``is_call`` booleans (or "call"/"put"), ``rate`` fraction.
+    Returns ``ImpliedVol(sigma, reason)``: sigma is NaN where reason != OK.
+    """
+    if unit not in ("coin", "usd"):
+        raise ValueError(f"unit must be 'coin' or 'usd', got {unit!r}")
+    price, F, K, t_years, rate = as_arrays(price, F, K, t_years, rate)
+    shape = price.shape
+    price, F, K, t_years, rate = (a.ravel() for a in (price, F, K, t_years, rate))
+    from qortcli.quant.black76 import _call_flags
+
+    call = _call_flags(is_call, shape).ravel()
+    sigma = np.full(price.shape, np.nan)
+    reason = np.full(price.shape, OK, dtype=np.int8)
+
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        finite = np.isfinite(price) & np.isfinite(F) & np.isfinite(K) & np.isfinite(t_years) & np.isfinite(rate)
+        bad = ~finite | ~(F > 0) | ~(K > 0)
+        reason[bad] = INVALID_INPUT
+        expired = ~bad & ~(t_years > 0)
+        reason[expired] = EXPIRED
+        nonpos = (reason == OK) & ~(price > 0)
+        reason[nonpos] = NON_POSITIVE_PRICE
+
+        undisc = (price * F if unit == "coin" else price) * np.exp(rate * t_years)
+        intrinsic = np.where(call, np.maximum(F - K, 0.0), np.maximum(K - F, 0.0))
+        time_value = undisc - intrinsic
+        below = (reason == OK) & ~(time_value > 0)
+        reason[below] = BELOW_INTRINSIC
+        above = (reason == OK) & ~(undisc < np.where(call, F, K))
+        reason[above] = ABOVE_UPPER_BOUND
+
+        todo = np.flatnonzero(reason == OK)
+        Ft, Kt = F[todo], K[todo]
+        x = -np.abs(np.log(Ft / Kt))
+        beta = time_value[todo] / np.sqrt(Ft * Kt)
+        # beta < b_max = e^{x/2} by the bounds above, up to rounding: check it in normalised terms too
+        above_n = ~(beta < np.exp(0.5 * x))
+        s, converged = solve_total_vol(beta, x, tol=tol, max_iter=max_iter)
+    sig = s / np.sqrt(t_years[todo])
+    code = np.where(converged, OK, NO_CONVERGENCE).astype(np.int8)
+    code[above_n] = ABOVE_UPPER_BOUND
+    sig[code != OK] = np.nan
+    sigma[todo] = sig
+    reason[todo] = code
+    return ImpliedVol(sigma.reshape(shape), reason.reshape(shape))
+
+
+def implied_vol_coin(price_coin, F, K, t_years, is_call, rate=0.0, **kw) -> ImpliedVol:
+    """Implied vols from coin premiums (Deribit ``mark_price``, ``bid_price``, ``ask_price``)."""
+    return implied_vol(price_coin, F, K, t_years, is_call, rate, unit="coin", **kw)
+
+
+def implied_vol_usd(price_usd, F, K, t_years, is_call, rate=0.0, **kw) -> ImpliedVol:
+    """Implied vols from Black-76 USD values (coin premium x forward)."""
+    return implied_vol(price_usd, F, K, t_years, is_call, rate, unit="usd", **kw)
+
+
+def _b_critical(x):
+    """``b(s_c)`` at the inflection point ``s_c = sqrt(2|x|)`` (d1 = 0): 1/2 e^{x/2} (1 - erfcx(sqrt|x|))."""
+    return 0.5 * np.exp(0.5 * x) * (1.0 - erfcx(np.sqrt(-x)))
+
+
+def solve_total_vol(beta, x, tol: float = 1e-12, max_iter: int = 64):
+    """Total volatility ``s = sigma sqrt(T)`` with ``b(x, s) = beta`` for ``x <= 0``, ``0 < beta < e^{x/2}``.
+
+    Returns ``(s, converged)`` arrays. No per-option Python loop: each iteration works on the whole
+    sub-array of options not yet converged.
+    """
+    beta = np.asarray(beta, dtype=float)
+    x = np.asarray(x, dtype=float)
+    s = np.full(beta.shape, np.nan)
+    converged = np.zeros(beta.shape, dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
+        s_c = np.sqrt(-2.0 * x)
+        b_c = _b_critical(x)
+        lower = beta < b_c
+        for region_lower in (True, False):
+            idx = np.flatnonzero(lower if region_lower else ~lower)
+            if idx.size == 0:
+                continue
+            xs, bs, sc = x[idx], beta[idx], s_c[idx]
+            if region_lower:
+                target = np.log(bs)
+                s0 = np.sqrt(2.0 * xs * xs / (-xs - 4.0 * np.log(bs / b_c[idx])))
+                lo, hi = np.zeros_like(xs), sc.copy()
+            else:
+                b_max = np.exp(0.5 * xs)
+                target = np.log(b_max - bs)
+                s0 = -2.0 * ndtri((b_max - bs) / (b_max + np.exp(-0.5 * xs)))
+                s0 = np.maximum(s0, sc)
+                lo, hi = sc.copy(), np.full_like(xs, np.inf)
+            bad0 = ~(s0 > lo) | ~(s0 < hi) | ~np.isfinite(s0)
+            s0[bad0] = np.where(np.isfinite(hi[bad0]), 0.5 * (lo[bad0] + hi[bad0]), np.maximum(2.0 * lo[bad0], 1.0))
+            sol, ok = _halley(s0, xs, target, lo, hi, region_lower, tol, max_iter)
+            s[idx], converged[idx] = sol, ok
+    return s, converged
+
+
+def _objective(s, x, target, region_lower):
+    """f, f', f'' of ``ln b(s) - ln beta`` (lower) or ``ln(b_max - b(s)) - ln(b_max - beta)`` (upper)."""
+    q = x / s
+    hs = 0.5 * s
+    u1 = q + hs
+    u1 *= -_INV_SQRT2                      # -d1 / sqrt2
+    u2 = q - hs
+    u2 *= -_INV_SQRT2                      # -d2 / sqrt2
+    if region_lower:
+        core = erfcx(u1)
+        core -= erfcx(u2)                  # b = 1/2 e^{-q^2/2 - s^2/8} core
+        r = _SQRT_2_OVER_PI / core         # b'/b
+    else:
+        np.negative(u1, out=u1)
+        core = erfcx(u1)
+        core += erfcx(u2)                  # b_max - b = 1/2 e^{-q^2/2 - s^2/8} core
+        r = -_SQRT_2_OVER_PI / core        # (b_max - b)'/(b_max - b)
+    q *= q                                 # q^2
+    f = np.log(core)
+    f -= target
+    f -= 0.5 * q + 0.5 * hs * hs - _LN_HALF
+    q /= s
+    q -= 0.5 * hs                          # q^2/s - s/4
+    q -= r
+    q *= r                                 # f'' = r (x^2/s^3 - s/4) - r^2
+    return f, r, q
+
+
+def _halley(s, x, target, lo, hi, region_lower, tol, max_iter):
+    """Safeguarded Halley iterations on the active sub-array (bracket [lo, hi] tightened each step).
+
+    Returns ``(s, converged)``.
+    """
+    out = s.copy()
+    done = np.zeros(s.shape, dtype=bool)
+    act = np.arange(s.size)
+    sa, xa, ta, loa, hia = s.copy(), x, target, lo.copy(), hi.copy()
+    for _ in range(max_iter):
+        f, fp, fpp = _objective(sa, xa, ta, region_lower)
+        too_low = (f < 0) if region_lower else (f > 0)   # the root lies above sa
+        np.copyto(loa, sa, where=too_low)
+        np.copyto(hia, sa, where=~too_low)
+        step = f / fp                                    # Newton step is -step
+        factor = step * fpp
+        factor /= fp
+        factor *= -0.5
+        factor += 1.0                                    # Halley: divide the Newton step by this
+        np.clip(factor, 0.5, 2.0, out=factor)
+        step /= factor
+        new = sa - step
+        outside = ~((new >= loa) & (new <= hia))         # also NaN steps
+        np.abs(step, out=step)
+        finished = step <= tol * new
+        if outside.any():
+            oi = np.flatnonzero(outside)
+            lo_o, hi_o = loa[oi], hia[oi]
+            new[oi] = np.where(np.isfinite(hi_o), 0.5 * (lo_o + hi_o), 2.0 * np.maximum(sa[oi], lo_o))
+            finished[oi] = (hi_o - lo_o) <= 4e-16 * hi_o
+        out[act] = new
+        n_fin = np.count_nonzero(finished)
+        if n_fin == finished.size:
+            done[act] = True
+            break
+        if n_fin:
+            done[act[finished]] = True
+            keep = ~finished
+            act, sa, xa, ta, loa, hia = act[keep], new[keep], xa[keep], ta[keep], loa[keep], hia[keep]
+        else:
+            sa = new
+    return out, done
