@@ -1,0 +1,312 @@
+"""The collect step: option chains (Deribit live or recorded files) and daily prices (yfinance or
+Yahoo CSVs) into the store.
+
+Public entry points (each returns a JSON-able summary dict and records a `job_runs` document):
+  run_collect_file(db, path)                      recorded chain file(s) → options snapshots
+  run_collect_deribit(db, currencies=None, ...)   live Deribit chains → options snapshots
+  run_collect_prices_csv(db, directory)           Yahoo-format daily CSVs → price_data
+  run_collect_prices(db, sector=None, since=None) yfinance downloads → price_data (incremental)
+  run_collect_sample(db)                          the bundled real sample (chain + prices), no network
+
+Each options snapshot is written atomically: `begin_snapshot` (pending, invisible) → `upsert_many`
+→ `complete_snapshot`; on any failure `discard_snapshot` removes what was written.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from qortcli.errors import ConfigError, StepError, UsageError
+from qortcli.sources import deribit as deribit_src
+from qortcli.sources import yahoo as yahoo_src
+from qortcli.sources.deribit import OptionRecord, ParsedChain
+from qortcli.store import ops, schema
+from qortcli.store.runs import recorded_run
+
+#: progress(label, done, total): called by the steps as work advances (the CLI draws a rich bar).
+Progress = Callable[[str, int, int], None]
+
+
+def _noop(label: str, done: int, total: int) -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- options
+
+def option_documents(records: Iterable[OptionRecord], snapshot_id: str, timestamp: datetime, source: str) -> list[dict]:
+    """`options_data` documents (docs/CONTRACTS.md) for records of one snapshot.
+
+    premium_usd = premium_crypto (mark, coin) × index_price (spot USD); implied_volatility a fraction.
+    """
+    return [{
+        "symbol": r.symbol, "underlying": r.underlying, "snapshot_id": snapshot_id, "timestamp": timestamp,
+        "strike": r.strike_usd, "expiry": r.expiry, "option_type": r.option_type,
+        "forward": r.forward_usd, "forward_index": r.forward_index, "index_price": r.index_price_usd,
+        "premium_crypto": r.mark_coin, "premium_usd": r.mark_coin * r.index_price_usd,
+        "bid_crypto": r.bid_coin, "ask_crypto": r.ask_coin, "mid_crypto": r.mid_coin,
+        "implied_volatility": r.mark_iv, "volume": r.volume, "volume_usd": r.volume_usd,
+        "open_interest": r.open_interest, "interest_rate": r.interest_rate,
+        "greeks": dict(r.greeks) if r.greeks is not None else None, "source": source,
+    } for r in records]
+
+
+def store_chain(db, chain: ParsedChain) -> dict:
+    """Write one chain as one atomic snapshot; returns its summary row.
+
+    A chain with no usable row is a StepError (naming why rows were skipped); nothing is written.
+    """
+    clock = time.perf_counter()
+    if not chain.records:
+        why = ", ".join(f"{k}={v}" for k, v in chain.skipped.items()) or "no rows"
+        first = f"; first: {chain.examples[0]}" if chain.examples else ""
+        raise StepError(f"{chain.currency} chain ({chain.source}) has no usable option rows ({why}){first}")
+    snapshot_id = ops.begin_snapshot(db, "options", chain.currency, chain.timestamp, source=chain.source)
+    try:
+        docs = option_documents(chain.records, snapshot_id, chain.timestamp, chain.source)
+        stored = ops.upsert_many(db, schema.OPTIONS, docs)
+        symbols = [d["symbol"] for d in docs]
+        # A re-import of the same snapshot with fewer rows must not leave stale documents behind.
+        db[schema.OPTIONS].delete_many({"snapshot_id": snapshot_id, "symbol": {"$nin": symbols}})
+        counts = {"stored": stored, "instruments": len(docs), "expiries": chain.expiries,
+                  "skipped": chain.skipped_total, "skipped_by_reason": dict(chain.skipped)}
+        ops.complete_snapshot(db, snapshot_id, counts)
+    except BaseException:
+        ops.discard_snapshot(db, snapshot_id, schema.OPTIONS)
+        raise
+    return {"currency": chain.currency, "snapshot_id": snapshot_id, "timestamp": chain.timestamp,
+            "source": chain.source, "instruments": len(docs), "expiries": chain.expiries, "stored": stored,
+            "skipped": chain.skipped_total, "skipped_by_reason": dict(chain.skipped),
+            "skipped_examples": list(chain.examples), "seconds": round(time.perf_counter() - clock, 3)}
+
+
+def _chain_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".json", ".csv"))
+        if not files:
+            raise StepError(f"no .json or .csv chain files in {path}")
+        return files
+    if not path.exists():
+        raise StepError(f"chain file not found: {path}")
+    return [path]
+
+
+def _totals(summary: dict, rows: list[dict]) -> dict:
+    summary["snapshots"] = rows
+    summary["stored"] = sum(r["stored"] for r in rows)
+    summary["skipped"] = sum(r["skipped"] for r in rows)
+    return summary
+
+
+def run_collect_file(db, path: str | Path, progress: Progress | None = None) -> dict:
+    """Import recorded option chain(s) as complete snapshots (no network).
+
+    `path`: a `get_book_summary_by_currency` response (.json: envelope or bare result list) or a
+    whole-chain CSV (.csv, one snapshot per currency in it), or a directory of such files.
+    Returns {"step", "path", "snapshots": [per-snapshot rows], "stored", "skipped", "seconds"}.
+    """
+    progress = progress or _noop
+    path = Path(path).expanduser()
+    clock = time.perf_counter()
+    with recorded_run(db, "collect", {"source": "file", "path": str(path)}) as run:
+        files = _chain_files(path)
+        rows: list[dict] = []
+        for i, file in enumerate(files):
+            progress(file.name, i, len(files))
+            for chain in deribit_src.chains_from_file(file):
+                row = store_chain(db, chain)
+                row["file"] = file.name
+                rows.append(row)
+            progress(file.name, i + 1, len(files))
+        summary = _totals({"step": "collect", "kind": "options", "path": str(path)}, rows)
+        run.counts.update(snapshots=len(rows), stored=summary["stored"], skipped=summary["skipped"])
+    summary["seconds"] = round(time.perf_counter() - clock, 3)
+    return summary
+
+
+def run_collect_deribit(db, currencies: Iterable[str] | None = None, base_url: str | None = None,
+                        client: "deribit_src.DeribitClient | None" = None, progress: Progress | None = None) -> dict:
+    """Fetch each currency's live chain (instruments, book summary, spot index) and store it as one
+    snapshot. A currency that fails leaves no visible partial snapshot; the step then fails naming it
+    (after storing the currencies that succeeded)."""
+    from qortcli.config import get_settings
+
+    progress = progress or _noop
+    settings = get_settings()
+    currencies = [c.upper() for c in (currencies or settings.section("collect").get("currencies") or ["BTC", "ETH"])]
+    client = client or deribit_src.DeribitClient(base_url=base_url)
+    clock = time.perf_counter()
+    with recorded_run(db, "collect", {"source": "deribit", "currencies": currencies, "url": client.base_url}) as run:
+        rows: list[dict] = []
+        failures: list[str] = []
+        for i, currency in enumerate(currencies):
+            progress(currency, i, len(currencies))
+            try:
+                chain = client.fetch_chain(currency)
+                rows.append(store_chain(db, chain))
+            except StepError as exc:
+                failures.append(f"{currency}: {exc}")
+            progress(currency, i + 1, len(currencies))
+        summary = _totals({"step": "collect", "kind": "options", "source": "deribit-live", "url": client.base_url,
+                           "calls": dict(client.calls), "rate_limited_retries": client.rate_limited}, rows)
+        summary["failures"] = failures
+        run.counts.update(snapshots=len(rows), stored=summary["stored"], skipped=summary["skipped"],
+                          failed=len(failures))
+        if failures:
+            done = f" ({len(rows)} other snapshot(s) stored)" if rows else ""
+            raise StepError("; ".join(failures) + done)
+    summary["seconds"] = round(time.perf_counter() - clock, 3)
+    return summary
+
+
+# --------------------------------------------------------------------------- prices
+
+def price_documents(series: yahoo_src.PriceSeries, ticker: str, sector: str) -> list[dict]:
+    """`price_data` documents (one per UTC day) for one symbol's bars; price_usd = close."""
+    bars = series.bars
+    days = [ts.to_pydatetime() for ts in bars.index]
+    cols = {c: bars[c].to_numpy(dtype=float) for c in yahoo_src.BAR_COLUMNS}
+    return [{"symbol": ticker, "yfinance_symbol": series.yahoo_symbol, "sector": sector, "timestamp": day,
+             "open": cols["open"][i], "high": cols["high"][i], "low": cols["low"][i], "close": cols["close"][i],
+             "adj_close": cols["adj_close"][i], "price_usd": cols["close"][i], "volume_24h": cols["volume"][i],
+             "source": series.source} for i, day in enumerate(days)]
+
+
+def _store_series(db, series: yahoo_src.PriceSeries, coin) -> dict:
+    stored = ops.upsert_many(db, schema.PRICES, price_documents(series, coin.ticker, coin.sector))
+    return {"symbol": coin.ticker, "yfinance_symbol": series.yahoo_symbol, "sector": coin.sector,
+            "stored": stored, "skipped": series.skipped, "first_day": series.first_day, "last_day": series.last_day}
+
+
+def run_collect_prices_csv(db, directory: str | Path, progress: Progress | None = None) -> dict:
+    """Import Yahoo-format daily CSVs (file name = Yahoo symbol, e.g. BTC-USD.csv) into `price_data`.
+
+    Sector and ticker come from the sector taxonomy by Yahoo symbol; a file whose symbol is not in the
+    taxonomy is reported in `errors` and skipped. Idempotent (one document per symbol per UTC day).
+    """
+    from qortcli.sectors import load_sectors
+
+    progress = progress or _noop
+    directory = Path(directory).expanduser()
+    clock = time.perf_counter()
+    with recorded_run(db, "collect", {"source": "prices_csv", "path": str(directory)}) as run:
+        by_yahoo = load_sectors().by_yahoo()
+        files = yahoo_src.list_price_csvs(directory)
+        rows, errors = [], {}
+        for i, file in enumerate(files):
+            progress(file.stem, i, len(files))
+            coin = by_yahoo.get(file.stem)
+            if coin is None:
+                errors[file.stem] = f"{file.name}: Yahoo symbol {file.stem} is not in the sector taxonomy"
+            else:
+                rows.append(_store_series(db, yahoo_src.read_yahoo_csv(file), coin))
+            progress(file.stem, i + 1, len(files))
+        if not rows:
+            raise StepError(f"no price file imported from {directory}: " + "; ".join(errors.values()))
+        summary = {"step": "collect", "kind": "prices", "source": "yahoo_csv", "path": str(directory),
+                   "symbols": rows, "errors": errors, "stored": sum(r["stored"] for r in rows),
+                   "skipped": sum(r["skipped"] for r in rows)}
+        run.counts.update(symbols=len(rows), stored=summary["stored"], skipped=summary["skipped"], errors=len(errors))
+    summary["seconds"] = round(time.perf_counter() - clock, 3)
+    return summary
+
+
+def last_stored_day(db, ticker: str) -> datetime | None:
+    """The latest `price_data` day stored for `ticker` (UTC midnight), or None."""
+    found = list(db[schema.PRICES].find({"symbol": ticker}, {"timestamp": 1}).sort("timestamp", -1).limit(1))
+    return found[0]["timestamp"] if found else None
+
+
+def _parse_since(since) -> date:
+    if isinstance(since, datetime):
+        return since.date()
+    if isinstance(since, date):
+        return since
+    try:
+        return date.fromisoformat(str(since))
+    except ValueError:
+        raise UsageError(f"--since must be a date YYYY-MM-DD, got {since!r}") from None
+
+
+def run_collect_prices(db, sector: str | None = None, since: str | date | None = None,
+                       download: Callable | None = None, progress: Progress | None = None,
+                       today: date | None = None) -> dict:
+    """Daily prices of every taxonomy coin (or one sector) with yfinance: one batched `yf.download` per
+    sector, starting the day after each symbol's last stored day (else `since`, else the settings'
+    `collect.price_history_start`). Per-symbol failures (empty, delisted, rate limit) are reported in
+    `errors` and do not stop the others; the step fails only when nothing at all could be fetched.
+    `download` replaces `yfinance.download` (tests)."""
+    from qortcli.config import get_settings
+    from qortcli.sectors import load_sectors
+
+    progress = progress or _noop
+    taxonomy = load_sectors()
+    try:
+        coins = taxonomy.in_sector(sector) if sector else list(taxonomy.coins)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    default_start = _parse_since(since or get_settings().section("collect").get("price_history_start", "2020-01-01"))
+    today = today or datetime.now(timezone.utc).date()
+    clock = time.perf_counter()
+    with recorded_run(db, "collect", {"source": "yfinance", "sector": sector, "since": str(default_start)}) as run:
+        sectors: dict[str, list] = {}
+        for coin in coins:
+            sectors.setdefault(coin.sector, []).append(coin)
+        rows, errors, up_to_date = [], {}, []
+        for i, (name, members) in enumerate(sectors.items()):
+            progress(name, i, len(sectors))
+            starts = {}
+            for coin in members:
+                last = last_stored_day(db, coin.ticker)
+                start = max(default_start, last.date() + timedelta(days=1)) if last else default_start
+                if start > today:
+                    up_to_date.append(coin.ticker)
+                else:
+                    starts[coin.yahoo] = start
+            if starts:
+                result = yahoo_src.download_daily(list(starts), min(starts.values()), end=today + timedelta(days=1),
+                                                  download=download)
+                by_yahoo = {c.yahoo: c for c in members}
+                for yahoo_symbol, message in result.errors.items():
+                    errors[yahoo_symbol] = message
+                for yahoo_symbol, series in result.series.items():
+                    cutoff = datetime.combine(starts[yahoo_symbol], datetime.min.time(), tzinfo=timezone.utc)
+                    series.bars = series.bars[series.bars.index >= cutoff]
+                    if series.bars.empty:
+                        up_to_date.append(by_yahoo[yahoo_symbol].ticker)
+                        continue
+                    rows.append(_store_series(db, series, by_yahoo[yahoo_symbol]))
+            progress(name, i + 1, len(sectors))
+        summary = {"step": "collect", "kind": "prices", "source": "yfinance", "sector": sector,
+                   "since": default_start, "symbols": rows, "errors": errors, "up_to_date": up_to_date,
+                   "stored": sum(r["stored"] for r in rows), "skipped": sum(r["skipped"] for r in rows)}
+        run.counts.update(symbols=len(rows), stored=summary["stored"], errors=len(errors), up_to_date=len(up_to_date))
+        if errors and not rows and not up_to_date:
+            first = next(iter(errors.items()))
+            raise StepError(f"no prices fetched for any of {len(errors)} symbol(s); first: {first[0]}: {first[1]}")
+    summary["seconds"] = round(time.perf_counter() - clock, 3)
+    return summary
+
+
+# --------------------------------------------------------------------------- bundled sample
+
+def sample_dir() -> Path:
+    """The bundled real sample: `qortcli/data/sample/` (see SOURCES.md there)."""
+    from qortcli.config import package_data
+
+    return package_data("sample")
+
+
+def run_collect_sample(db, progress: Progress | None = None) -> dict:
+    """Load the bundled real sample with no network: the BTC+ETH chain CSV(s) in `sample/deribit/`
+    as options snapshots and the Yahoo CSVs in `sample/prices/` as daily prices."""
+    root = sample_dir()
+    chains, prices = root / "deribit", root / "prices"
+    if not chains.is_dir() or not prices.is_dir():
+        raise StepError(f"the bundled sample is missing from {root} (reinstall the package)")
+    options = run_collect_file(db, chains, progress=progress)
+    price = run_collect_prices_csv(db, prices, progress=progress)
+    return {"step": "collect", "kind": "sample", "path": str(root), "options": options, "prices": price,
+            "stored": options["stored"] + price["stored"], "skipped": options["skipped"] + price["skipped"]}
