@@ -1,6 +1,7 @@
 """The qortcli command line: one thin command per pipeline step (modules register on `app`)."""
 
 from qortcli.cli import collect, migrate, optimize, price, status, suggest, surface  # noqa: F401  (register commands)
+from qortcli.cli import worker  # noqa: F401,E402  (register `qortcli worker`)
 from qortcli.cli.app import app
 
 

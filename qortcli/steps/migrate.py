@@ -1,14 +1,316 @@
-"""The migrate step: schema migrations (and, later, copying a store to another)."""
+"""The migrate step: schema migrations, and copying a whole store to another (`qortcli migrate --to URL`).
+
+Copying (embedded → MongoDB Atlas is the case it is designed for, any direction works):
+- every collection of the source is copied, in batches of `batch_size` documents taken in a
+  deterministic `_id` order, each written with `ReplaceOne({"_id": ...}, doc, upsert=True)`: documents
+  are copied verbatim, re-running never duplicates (idempotent);
+- after each batch a checkpoint (collection, last `_id`, count) is written to the target's
+  `migrate_checkpoints` collection, so an interrupted copy resumes after the last written batch;
+  the checkpoints are removed once the copy has been verified;
+- the target's collections and indexes are created first (`ensure_schema`, unique natural keys);
+- verification, per collection: document counts and an order-independent content hash on both sides
+  (sum mod 2**256 of the SHA-256 of each document's canonical BSON: keys sorted recursively, datetimes
+  at BSON's millisecond precision); any difference raises MigrationMismatch naming the collections.
+The run record of the copy itself (in the source's job_runs) is neither copied nor compared.
+TLS for `mongodb+srv://` (and `?tls=true&tlsCAFile=...` options) comes from the URL: pymongo reads it.
+"""
 
 from __future__ import annotations
 
-from qortcli.store import ensure_schema
+import bisect
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import bson
+from pymongo import ReplaceOne
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from qortcli.errors import StepError
+from qortcli.store import ensure_schema, schema
+from qortcli.store.connect import is_mongo_url, redact
 from qortcli.store.runs import recorded_run
+from qortcli.timeutils import utcnow
+
+CHECKPOINTS = "migrate_checkpoints"
+DEFAULT_BATCH_SIZE = 1000
+
+Progress = Callable[[str, int, int], None]  # (collection, documents done, documents to do)
 
 
-def run_migrate(db) -> dict:
-    """Apply pending schema migrations; returns the store and one entry per migration."""
-    with recorded_run(db, "migrate", {}) as run:
-        report = ensure_schema(db)
-        run.counts["applied"] = sum(m["status"] == "applied now" for m in report)
-    return {"store": db.describe(), "migrations": report}
+class MigrationMismatch(StepError):
+    """Verification found differences; `summary` holds the per-collection comparison."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+
+def run_migrate(db, to: Any = None, *, to_db_name: str | None = None, dry_run: bool = False,
+                batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None) -> dict:
+    """Apply pending schema migrations; with `to` (a store URL/path or an open database handle), then copy
+    every collection to that store and verify it (see the module docstring). Returns a JSON-able summary.
+
+    Raises StepError for an unusable target (or the source itself), MigrationMismatch after a copy whose
+    verification failed.
+    """
+    if to is None:
+        with recorded_run(db, "migrate", {}) as run:
+            report = ensure_schema(db)
+            run.counts["applied"] = sum(m["status"] == "applied now" for m in report)
+        return {"store": db.describe(), "migrations": report}
+    if batch_size < 1:
+        raise StepError("--batch-size must be at least 1")
+    target, owned = _open_target(db, to, to_db_name)
+    try:
+        if dry_run:
+            return _plan(db, target, batch_size)
+        with recorded_run(db, "migrate", {"to": target.describe(), "batch_size": batch_size}) as run:
+            report = ensure_schema(db)
+            if target[schema.JOB_RUNS].find_one({"_id": run.run_id}, {"_id": 1}) is not None:
+                raise StepError(f"refusing to copy the store onto itself: {target.describe()} is {db.describe()}")
+            summary = copy_store(db, target, batch_size=batch_size, progress=progress, skip_run_id=run.run_id)
+            summary["migrations"] = report
+            run.counts.update({"collections": len(summary["collections"]),
+                               "copied": sum(c["copied"] for c in summary["collections"]),
+                               "documents": sum(c["source_count"] for c in summary["collections"])})
+        return summary
+    finally:
+        if owned:
+            target.close()
+
+
+# --- target -------------------------------------------------------------------------------------------
+
+def _identity(kind_url: str, db_name: str) -> tuple:
+    """What makes two stores the same: embedded (resolved path, db) or MongoDB (hosts, db)."""
+    if is_mongo_url(kind_url):
+        parts = urlsplit(kind_url)
+        hosts = parts.netloc.rsplit("@", 1)[-1].lower()
+        return ("mongo", parts.scheme, ",".join(sorted(hosts.split(","))), db_name)
+    return ("embedded", str(Path(kind_url).expanduser().resolve()), db_name)
+
+
+def _db_identity(db) -> tuple | None:
+    if getattr(db, "is_embedded", False):
+        return _identity(str(db.path), db.name)
+    url = getattr(db, "url", None)
+    return _identity(url, db.name) if url else None
+
+
+def target_db_name(url: str, explicit: str | None, default: str) -> str:
+    """The target database: --to-db, else the path of a mongodb:// URL (/qortfolio), else the source's name."""
+    if explicit:
+        return explicit
+    if is_mongo_url(url):
+        path = urlsplit(url).path.strip("/")
+        if path:
+            return path
+    return default
+
+
+def _open_target(db, to, to_db_name: str | None):
+    """(target handle, whether we opened it). Refuses the source itself by URL/path before connecting."""
+    if not isinstance(to, str):
+        if to is db:
+            raise StepError("refusing to copy the store onto itself")
+        return to, False
+    from qortcli.store import connect
+
+    name = target_db_name(to, to_db_name, db.name)
+    if _db_identity(db) == _identity(to, name):
+        raise StepError(f"refusing to copy the store onto itself ({redact(to)}, database {name!r})")
+    return connect(to, name), True
+
+
+# --- copying ----------------------------------------------------------------------------------------
+
+_TYPE_RANK = {type(None): 0, int: 1, float: 1, bson.Int64: 1, str: 2, dict: 3, list: 4, bytes: 5,
+              bson.Binary: 5, bson.ObjectId: 7, bool: 8, datetime: 9}
+
+
+def id_key(value) -> tuple:
+    """A total order on `_id` values of mixed types (numbers < strings < ... < ObjectId < bool < dates)."""
+    rank = _TYPE_RANK.get(type(value), 10)
+    if rank in (1, 2, 7, 8):
+        return (rank, value)
+    if rank == 9:
+        return (rank, value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    if rank == 5:
+        return (rank, bytes(value))
+    return (rank, repr(value))
+
+
+def collections_to_copy(db) -> list[str]:
+    """The source's collections: the schema's in their usual order, then any others by name."""
+    present = set(db.list_collection_names()) - {CHECKPOINTS}
+    ordered = [name for name in schema.COLLECTIONS if name in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def _source_id(db) -> str:
+    return db.describe()
+
+
+def _write_batch(target, collection: str, docs: list[dict]) -> None:
+    """Upsert one batch by `_id` (unordered: one bad document does not hide the others' errors)."""
+    if not docs:
+        return
+    try:
+        target[collection].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        first = errors[0].get("errmsg", "") if errors else str(exc)
+        raise StepError(f"copying {collection}: {len(errors)} documents rejected by the target, first: {first}") from None
+    except PyMongoError as exc:
+        raise StepError(f"copying {collection}: {str(exc).splitlines()[0]}") from None
+
+
+def copy_store(source, target, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None,
+               skip_run_id: str | None = None) -> dict:
+    """Copy every collection of `source` into `target` (resuming from checkpoints), then verify."""
+    clock = time.perf_counter()
+    ensure_schema(target)
+    source_id = _source_id(source)
+    rows = []
+    for name in collections_to_copy(source):
+        rows.append(_copy_collection(source, target, name, batch_size, progress, source_id,
+                                     skip_run_id if name == schema.JOB_RUNS else None))
+    mismatches = []
+    for row in rows:
+        skip = skip_run_id if row["collection"] == schema.JOB_RUNS else None
+        verdict = compare_collection(source, target, row["collection"], skip)
+        row.update(verdict)
+        if not verdict["match"]:
+            mismatches.append(f"{row['collection']} ({verdict['detail']})")
+    # the copy is finished either way: a re-run after a mismatch copies everything again
+    target[CHECKPOINTS].delete_many({"source": source_id})
+    if target[CHECKPOINTS].count_documents({}) == 0:
+        target.drop_collection(CHECKPOINTS)
+    summary = {"store": source.describe(), "target": target.describe(), "dry_run": False, "batch_size": batch_size,
+               "collections": rows, "ok": not mismatches, "seconds": round(time.perf_counter() - clock, 3)}
+    if mismatches:
+        raise MigrationMismatch("verification failed for " + "; ".join(mismatches), summary)
+    return summary
+
+
+def _copy_collection(source, target, name: str, batch_size: int, progress: Progress | None, source_id: str,
+                     skip_id: str | None) -> dict:
+    ids = [doc["_id"] for doc in source[name].find({}, {"_id": 1})]
+    if skip_id is not None:
+        ids = [i for i in ids if i != skip_id]
+    ids.sort(key=id_key)
+    keys = [id_key(i) for i in ids]
+    checkpoint_id = f"{source_id}|{name}"
+    checkpoint = target[CHECKPOINTS].find_one({"_id": checkpoint_id})
+    start = 0
+    if checkpoint is not None:
+        start = len(ids) if checkpoint.get("done") else bisect.bisect_right(keys, id_key(checkpoint["last_id"]))
+    target_before = target[name].count_documents({}) if name in target.list_collection_names() else 0
+    total = len(ids)
+    if progress:
+        progress(name, start, total)
+    copied = 0
+    for offset in range(start, total, batch_size):
+        batch = ids[offset:offset + batch_size]
+        docs = list(source[name].find({"_id": {"$in": batch}}))
+        _write_batch(target, name, docs)
+        copied += len(docs)
+        target[CHECKPOINTS].replace_one({"_id": checkpoint_id}, {
+            "_id": checkpoint_id, "source": source_id, "collection": name, "last_id": batch[-1],
+            "done_count": offset + len(batch), "total": total, "done": offset + len(batch) >= total,
+            "updated_at": utcnow()}, upsert=True)
+        if progress:
+            progress(name, offset + len(batch), total)
+    if name not in target.list_collection_names():
+        target.create_collection(name)
+    return {"collection": name, "source_count": total, "target_count_before": target_before,
+            "resumed_from": start, "copied": copied}
+
+
+# --- verification ---------------------------------------------------------------------------------
+
+def _canonical(value):
+    """Keys sorted recursively, Int64 as int, tuples as lists, datetimes UTC at millisecond precision."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        aware = aware.astimezone(timezone.utc)
+        return aware.replace(microsecond=aware.microsecond // 1000 * 1000)
+    return value
+
+
+def document_digest(doc: dict) -> bytes:
+    """SHA-256 of the document's canonical BSON."""
+    return hashlib.sha256(bson.encode({"d": _canonical(doc)})).digest()
+
+
+def collection_digests(db, name: str, skip_id: str | None = None) -> dict:
+    """{id_key: digest} of every document of a collection (one pass)."""
+    if name not in db.list_collection_names():
+        return {}
+    out = {}
+    for doc in db[name].find({}):
+        if skip_id is not None and doc["_id"] == skip_id:
+            continue
+        out[id_key(doc["_id"])] = document_digest(doc)
+    return out
+
+
+def combined_hash(digests: dict) -> str:
+    """Order-independent hash of a collection: sum of the document digests mod 2**256, as hex."""
+    total = sum(int.from_bytes(d, "big") for d in digests.values()) % (1 << 256)
+    return f"{total:064x}"
+
+
+def compare_collection(source, target, name: str, skip_id: str | None = None) -> dict:
+    """Counts and hashes of one collection on both sides, and what differs."""
+    src = collection_digests(source, name, skip_id)
+    tgt = collection_digests(target, name, skip_id)
+    src_hash, tgt_hash = combined_hash(src), combined_hash(tgt)
+    match = len(src) == len(tgt) and src_hash == tgt_hash
+    detail = "identical"
+    if not match:
+        missing = [k for k in src if k not in tgt]
+        extra = [k for k in tgt if k not in src]
+        differ = [k for k in src if k in tgt and src[k] != tgt[k]]
+        parts = []
+        for label, keys in (("missing in target", missing), ("only in target", extra), ("different", differ)):
+            if keys:
+                parts.append(f"{len(keys)} {label}, e.g. _id {keys[0][1]!r}")
+        detail = f"source {len(src)} vs target {len(tgt)} documents: " + ", ".join(parts)
+    return {"target_count": len(tgt), "verified_count": len(src), "source_hash": src_hash, "target_hash": tgt_hash,
+            "match": match, "detail": detail}
+
+
+# --- dry run ---------------------------------------------------------------------------------------
+
+def _plan(source, target, batch_size: int) -> dict:
+    """What a copy would do, reading both stores only."""
+    source_id = _source_id(source)
+    target_names = set(target.list_collection_names())
+    checkpoints = {}
+    if CHECKPOINTS in target_names:
+        checkpoints = {doc["collection"]: doc for doc in target[CHECKPOINTS].find({"source": source_id})}
+    rows = []
+    for name in collections_to_copy(source):
+        count = source[name].count_documents({})
+        done = checkpoints.get(name, {}).get("done_count", 0)
+        if checkpoints.get(name, {}).get("done"):
+            done = count
+        to_copy = max(count - done, 0)
+        rows.append({"collection": name, "source_count": count,
+                     "target_count_before": target[name].count_documents({}) if name in target_names else 0,
+                     "resumed_from": done, "would_copy": to_copy, "batches": -(-to_copy // batch_size)})
+    return {"store": source.describe(), "target": target.describe(), "dry_run": True, "batch_size": batch_size,
+            "collections": rows, "ok": True}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from qortcli.store import ops, schema
 from qortcli.store import runs as runs_mod
 
@@ -30,5 +32,53 @@ def run_status(db, runs: int = 10) -> dict:
 
 
 def status_sections(db) -> list[dict]:
-    """Extra tables for the status (title, columns, rows); the schedule's next runs go here."""
-    return []
+    """Extra tables for the status (title, columns, rows): the schedule with each job's next run and last result.
+
+    Read-only and quick: the schedule comes from the settings, the rest from a few primary-key reads
+    of the worker's `worker_state` collection (written by `qortcli worker`).
+    """
+    from qortcli.errors import QortError
+    from qortcli.schedule import WORKER_STATE, load_schedule, next_runs
+
+    columns = ["job", "runs", "next run (UTC)", "last status", "last run (UTC)", "seconds", "error"]
+    try:
+        schedule = load_schedule()
+    except QortError as exc:
+        return [{"title": "Schedule", "columns": ["error"], "rows": [[f"schedule settings: {exc}"]]}]
+    state: dict = {}
+    if WORKER_STATE in db.list_collection_names():  # never create the collection from a read
+        ids = ["worker", *(f"job:{job_id}" for job_id in schedule.ids)]
+        state = {doc["_id"]: doc for doc in db[WORKER_STATE].find({"_id": {"$in": ids}})}
+    worker = state.get("worker")
+    now = datetime.now(timezone.utc)
+    alive = False
+    if worker is None:
+        note = "no worker has run on this store; next runs computed from the settings"
+    elif worker.get("stopped_at"):
+        note = f"worker on {worker.get('host')} stopped at {fmt_time(worker['stopped_at'])}"
+    else:
+        beat = worker.get("heartbeat_at")
+        age = (now - _aware(beat)).total_seconds() if beat else None
+        limit = 3 * float(worker.get("heartbeat_seconds") or 60)
+        alive = age is not None and age <= limit
+        note = (f"worker on {worker.get('host')} pid {worker.get('pid')}, heartbeat {age:.0f} s ago" if alive else
+                f"worker on {worker.get('host')} silent since {fmt_time(beat)} (not running?)")
+    planned = next_runs(schedule, now)
+    scheduled = (worker or {}).get("next_runs") or {}
+    rows = []
+    for spec in schedule.jobs:
+        nxt = scheduled.get(spec.id) if alive else planned.get(spec.id)
+        if nxt is None and spec.every is not None and not alive:
+            nxt = f"at worker start, then every {spec.timing.removeprefix('every ')}"
+        job = state.get(f"job:{spec.id}") or {}
+        rows.append([spec.id, spec.timing, nxt, job.get("last_status"), job.get("last_started_at"),
+                     job.get("last_seconds"), job.get("last_error")])
+    return [{"title": f"Schedule ({note})", "columns": columns, "rows": rows}]
+
+
+def fmt_time(value) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if isinstance(value, datetime) else "never"
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from qortcli.store import schema
@@ -23,19 +24,47 @@ class Run:
     trigger: str = "cli"
 
 
+# Set by `run_context` (e.g. by the scheduled worker): the trigger and extra fields given to every run
+# recorded inside it, and the list collecting the ids of those runs.
+_RUN_CONTEXT: ContextVar[dict | None] = ContextVar("qort_run_context", default=None)
+
+
+@contextmanager
+def run_context(trigger: str, **fields):
+    """Tag every run recorded inside this block (this thread/task) with `trigger` and `fields` (e.g. job=...).
+
+    Yields the list of the run ids recorded inside, so a caller knows whether a step recorded its run.
+    """
+    recorded: list[str] = []
+    token = _RUN_CONTEXT.set({"trigger": trigger, "fields": to_plain(fields), "recorded": recorded})
+    try:
+        yield recorded
+    finally:
+        _RUN_CONTEXT.reset(token)
+
+
 def _safe_args(args: dict) -> dict:
     return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v))
             for k, v in (args or {}).items()}
 
 
 @contextmanager
-def recorded_run(db, step: str, args: dict | None = None, trigger: str = "cli"):
-    """Record a step run in `job_runs`: "running" at start, then "ok" or "failed" with the error line."""
+def recorded_run(db, step: str, args: dict | None = None, trigger: str | None = None):
+    """Record a step run in `job_runs`: "running" at start, then "ok" or "failed" with the error line.
+
+    `trigger` defaults to the enclosing `run_context`'s (the worker's "scheduler"), else "cli".
+    """
+    context = _RUN_CONTEXT.get()
+    trigger = trigger or (context["trigger"] if context else "cli")
+    extra = context["fields"] if context else {}
     run = Run(run_id=uuid.uuid4().hex, step=step, args=_safe_args(args or {}), trigger=trigger)
     started = utcnow()
     clock = time.perf_counter()
-    db[schema.JOB_RUNS].insert_one(to_plain({"_id": run.run_id, "step": step, "args": run.args, "trigger": trigger,
-                                             "started_at": started, "status": "running", "counts": {}}))
+    db[schema.JOB_RUNS].insert_one(to_plain({**extra, "_id": run.run_id, "step": step, "args": run.args,
+                                             "trigger": trigger, "started_at": started, "status": "running",
+                                             "counts": {}}))
+    if context:
+        context["recorded"].append(run.run_id)
     try:
         yield run
     except BaseException as exc:

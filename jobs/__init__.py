@@ -1,0 +1,1 @@
+"""Scheduled jobs: the APScheduler worker that runs the pipeline steps on the schedule from the settings."""

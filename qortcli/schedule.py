@@ -1,0 +1,337 @@
+"""The job schedule, read from the `[schedule]` section of the settings (shared by the worker, cron and status).
+
+Each job runs one step function (imported lazily by dotted path, so a step that is not built yet only
+fails its own job). A job has exactly one timing:
+  every = "5m"            an interval ("30s", "5m", "1h", "1d"); first run when the worker starts
+  cron  = "10 0 * * *"    a 5-field crontab expression, always in UTC
+  after = "other_job"     runs right after `other_job` succeeds, in the same worker thread (a chain)
+Options per job: `enabled = false` drops it, `args = {...}` are keyword arguments for the step,
+`step = "pkg.module.func"` and `command = "..."` (the `qortcli` command line for cron) define new jobs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from qortcli.errors import ConfigError
+
+# The worker's small state collection: _id "worker" (heartbeat, next runs) and "job:<id>" (last result).
+WORKER_STATE = "worker_state"
+
+# The known jobs: id → (dotted path of the step function, qortcli command line, description).
+CATALOG: dict[str, tuple[str, str, str]] = {
+    "collect_deribit": ("qortcli.steps.collect.run_collect_deribit", "collect deribit", "Deribit option chains"),
+    "price": ("qortcli.steps.price.run_price", "price", "Black-76 prices, Greeks, IVs of the latest chain"),
+    "surface": ("qortcli.steps.surface.run_surface", "surface", "SVI volatility surfaces of the latest chain"),
+    "collect_prices": ("qortcli.steps.collect.run_collect_prices", "collect prices", "daily crypto prices"),
+    "optimize": ("qortcli.steps.optimize.run_optimize", "optimize", "sector portfolios and risk metrics"),
+    "suggest": ("qortcli.steps.suggest.run_suggest", "suggest", "option strategy suggestions"),
+    "track": ("qortcli.steps.suggest.run_track", "suggest --track", "track record of past suggestions"),
+}
+
+# Used when the settings file has no [schedule.jobs] (the packaged settings.toml carries the same values).
+DEFAULT_JOBS: dict[str, dict[str, Any]] = {
+    "collect_deribit": {"every": "5m"},
+    "price": {"after": "collect_deribit"},
+    "surface": {"after": "price"},
+    "collect_prices": {"cron": "10 0 * * *"},
+    "optimize": {"cron": "30 0 * * *"},
+    "suggest": {"cron": "15 * * * *"},
+    "track": {"cron": "45 * * * *"},
+}
+DEFAULT_MISFIRE_GRACE_SECONDS = 600
+DEFAULT_MAX_WORKERS = 4
+DEFAULT_HEARTBEAT_SECONDS = 60
+
+_EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One scheduled job: which step it runs and when (exactly one of every / cron / after)."""
+
+    id: str
+    step: str | Callable  # dotted path "package.module.function", or a callable (tests)
+    command: str = ""  # the equivalent `qortcli` command line, for cron
+    description: str = ""
+    every: timedelta | None = None
+    cron: str | None = None
+    after: str | None = None
+    args: dict = field(default_factory=dict)
+
+    @property
+    def timing(self) -> str:
+        """Human description of when it runs."""
+        if self.every is not None:
+            return f"every {format_every(self.every)}"
+        if self.cron is not None:
+            return f"cron {self.cron} (UTC)"
+        return f"after {self.after}"
+
+    @property
+    def step_path(self) -> str:
+        if isinstance(self.step, str):
+            return self.step
+        return f"{getattr(self.step, '__module__', '?')}.{getattr(self.step, '__qualname__', repr(self.step))}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The jobs plus the scheduler options (job_defaults)."""
+
+    jobs: tuple[JobSpec, ...]
+    misfire_grace_seconds: int = DEFAULT_MISFIRE_GRACE_SECONDS
+    max_workers: int = DEFAULT_MAX_WORKERS
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+
+    def job(self, job_id: str) -> JobSpec:
+        for spec in self.jobs:
+            if spec.id == job_id:
+                return spec
+        raise KeyError(job_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [spec.id for spec in self.jobs]
+
+    def leaders(self) -> list[JobSpec]:
+        """Jobs with their own timing (every/cron): the ones the scheduler triggers."""
+        return [spec for spec in self.jobs if spec.after is None]
+
+    def followers(self, job_id: str) -> list[JobSpec]:
+        """Jobs that run right after `job_id`, in chain order (price, then surface after price, ...)."""
+        chain: list[JobSpec] = []
+        frontier = [job_id]
+        while frontier:
+            current = frontier.pop(0)
+            for spec in self.jobs:
+                if spec.after == current:
+                    chain.append(spec)
+                    frontier.append(spec.id)
+        return chain
+
+    def leader_of(self, job_id: str) -> JobSpec:
+        """The job whose timing triggers `job_id` (itself unless it runs `after` another)."""
+        spec = self.job(job_id)
+        seen = {spec.id}
+        while spec.after is not None:
+            spec = self.job(spec.after)
+            if spec.id in seen:  # pragma: no cover - load_schedule rejects cycles
+                raise ConfigError(f"schedule: cycle through job {spec.id!r}")
+            seen.add(spec.id)
+        return spec
+
+
+def parse_every(text: str | int | float, job_id: str = "?") -> timedelta:
+    """"30s" / "5m" / "1h" / "1d" (or a number of seconds) → timedelta; ConfigError if malformed."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _EVERY.match(str(text))
+        if not match:
+            raise ConfigError(f"schedule job {job_id!r}: every = {text!r} is not like \"30s\", \"5m\", \"1h\", \"1d\"")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"schedule job {job_id!r}: every must be positive")
+    return timedelta(seconds=seconds)
+
+
+def format_every(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size, name in (("d", 86400, "day"), ("h", 3600, "h"), ("m", 60, "min")):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {name}{'s' if name == 'day' and n > 1 else ''}"
+    return f"{seconds:g} s"
+
+
+def cron_trigger(expression: str, job_id: str = "?"):
+    """APScheduler CronTrigger (UTC) from a 5-field crontab expression; ConfigError if malformed."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        return CronTrigger.from_crontab(expression, timezone=timezone.utc)
+    except ValueError as exc:
+        raise ConfigError(f"schedule job {job_id!r}: cron = {expression!r} is not a valid crontab line: {exc}") from None
+
+
+def trigger_for(spec: JobSpec):
+    """The APScheduler trigger of a job with its own timing."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if spec.every is not None:
+        return IntervalTrigger(seconds=spec.every.total_seconds(), timezone=timezone.utc)
+    if spec.cron is not None:
+        return cron_trigger(spec.cron, spec.id)
+    raise ValueError(f"job {spec.id!r} runs after {spec.after!r} and has no trigger of its own")
+
+
+def load_schedule(section: dict | None = None) -> Schedule:
+    """The schedule from a `[schedule]` settings section (default: the current settings)."""
+    if section is None:
+        from qortcli.config import get_settings
+
+        section = get_settings().section("schedule")
+    section = dict(section or {})
+    jobs_cfg = section.get("jobs")
+    if jobs_cfg is None:
+        jobs_cfg = DEFAULT_JOBS
+    if not isinstance(jobs_cfg, dict):
+        raise ConfigError("[schedule.jobs] must be a table of jobs")
+    specs = []
+    for job_id, cfg in jobs_cfg.items():
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"schedule job {job_id!r} must be a table, e.g. {{ every = \"5m\" }}")
+        if cfg.get("enabled", True) is False:
+            continue
+        specs.append(_spec_from_config(job_id, cfg))
+    ids = {s.id for s in specs}
+    for spec in specs:
+        if spec.after is not None and spec.after not in ids:
+            raise ConfigError(f"schedule job {spec.id!r} runs after {spec.after!r}, which is not an enabled job")
+    schedule = Schedule(
+        jobs=tuple(specs),
+        misfire_grace_seconds=int(section.get("misfire_grace_seconds", DEFAULT_MISFIRE_GRACE_SECONDS)),
+        max_workers=int(section.get("max_workers", DEFAULT_MAX_WORKERS)),
+        heartbeat_seconds=float(section.get("heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS)),
+    )
+    for spec in specs:  # reject cycles (a after b after a)
+        _acyclic(schedule, spec)
+    return schedule
+
+
+def _acyclic(schedule: Schedule, spec: JobSpec) -> bool:
+    seen = set()
+    current = spec
+    while current.after is not None:
+        if current.id in seen:
+            raise ConfigError(f"schedule: jobs {sorted(seen)} run after each other in a cycle")
+        seen.add(current.id)
+        current = schedule.job(current.after)
+    return True
+
+
+def _spec_from_config(job_id: str, cfg: dict) -> JobSpec:
+    known = CATALOG.get(job_id)
+    step = cfg.get("step") or (known[0] if known else None)
+    if not step:
+        raise ConfigError(f"schedule job {job_id!r} is not a known job ({', '.join(CATALOG)}): give it step = \"pkg.module.func\"")
+    command = cfg.get("command") or (known[1] if known and not cfg.get("step") else "")
+    description = cfg.get("description") or (known[2] if known else "")
+    timings = [k for k in ("every", "cron", "after") if cfg.get(k) is not None]
+    if len(timings) != 1:
+        raise ConfigError(f"schedule job {job_id!r} needs exactly one of every / cron / after (has {timings or 'none'})")
+    every = parse_every(cfg["every"], job_id) if "every" in timings else None
+    cron = str(cfg["cron"]).strip() if "cron" in timings else None
+    if cron is not None:
+        cron_trigger(cron, job_id)  # validate now
+    args = cfg.get("args") or {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"schedule job {job_id!r}: args must be a table of keyword arguments")
+    return JobSpec(id=job_id, step=step, command=command, description=description, every=every, cron=cron,
+                   after=cfg.get("after"), args=dict(args))
+
+
+def resolve_step(step: str | Callable) -> Callable:
+    """Import `package.module.function` (or return a callable as is).
+
+    Raises StepUnavailable with one clear line when the module or function does not exist (yet).
+    """
+    if callable(step):
+        return step
+    module_name, _, attr = str(step).rpartition(".")
+    if not module_name:
+        raise StepUnavailable(f"step {step!r} is not a dotted path package.module.function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StepUnavailable(f"step {step} is not available ({type(exc).__name__}: {exc})") from None
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise StepUnavailable(f"step {step} is not available ({module_name} has no function {attr!r})")
+    return func
+
+
+class StepUnavailable(Exception):
+    """The step a job names cannot be imported (not built yet, or a typo in the settings)."""
+
+
+def next_runs(schedule: Schedule, now: datetime | None = None) -> dict[str, datetime | None]:
+    """Next fire time of each job computed from the configuration alone (interval jobs: None, they count
+    from the worker's start; chained jobs: their leader's next time)."""
+    now = now or datetime.now(timezone.utc)
+    leaders: dict[str, datetime | None] = {}
+    for spec in schedule.leaders():
+        leaders[spec.id] = trigger_for(spec).get_next_fire_time(None, now) if spec.cron is not None else None
+    return {spec.id: leaders.get(schedule.leader_of(spec.id).id) for spec in schedule.jobs}
+
+
+def with_jobs(schedule: Schedule, *jobs: JobSpec) -> Schedule:
+    """A copy of `schedule` with `jobs` instead of its own (programmatic schedules, tests)."""
+    return replace(schedule, jobs=tuple(jobs))
+
+
+# --- cron -------------------------------------------------------------------------------------------
+
+CRONTAB_HEADER = """\
+# qortfolio crontab: the worker's schedule (qortcli/data/settings.toml [schedule]) as plain cron lines,
+# for hosts that run `qortcli` from cron instead of the long-running worker (`qortcli worker`).
+# Generated by `qortcli worker --crontab`; regenerate it after changing the schedule.
+#
+# Install:  edit QORT_DB / PATH / QORT_LOGS below, `mkdir -p` the log directory, then `crontab crontab`
+#           (as the user that owns the store). Check with `crontab -l` and `qortcli status`.
+# Times are UTC: CRON_TZ=UTC is honoured by cronie (Fedora/RHEL); Debian's cron ignores it, so there run
+#           the host in UTC (timedatectl set-timezone UTC).
+# Overlap:  every line runs under `flock -n` on its own lock file: if the previous run of the same job
+#           still holds the lock, the new one exits at once instead of running twice.
+# Chains:   price and surface run right after each successful Deribit collection (`&&`), as in the worker.
+# Secrets:  a user crontab is readable only by its owner and root, so QORT_DB with a password may go here;
+#           never commit the edited copy.
+"""
+
+
+def cron_expression(spec: JobSpec) -> str:
+    """The crontab time fields of a job with its own timing (intervals must divide an hour or a day)."""
+    if spec.cron is not None:
+        return spec.cron
+    if spec.every is None:
+        raise ValueError(f"job {spec.id!r} runs after {spec.after!r}: it has no cron line of its own")
+    seconds = int(spec.every.total_seconds())
+    if seconds % 60 == 0 and seconds < 3600 and 60 % (seconds // 60) == 0:
+        minutes = seconds // 60
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+    if seconds % 3600 == 0 and seconds < 86400 and 24 % (seconds // 3600) == 0:
+        hours = seconds // 3600
+        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+    if seconds == 86400:
+        return "0 0 * * *"
+    raise ConfigError(f"job {spec.id!r}: every {format_every(spec.every)} has no exact crontab equivalent "
+                      "(use a whole number of minutes dividing 60, hours dividing 24, or cron = ...)")
+
+
+def render_crontab(schedule: Schedule) -> str:
+    """The crontab text (header, environment lines, one flock-guarded line per leader job)."""
+    lines = [CRONTAB_HEADER,
+             "SHELL=/bin/sh",
+             "PATH=/usr/local/bin:/usr/bin:/bin",
+             "CRON_TZ=UTC",
+             "# QORT_DB=mongodb://user:password@localhost:27017/qortfolio?authSource=qortfolio",
+             "QORT_LOCKS=/tmp",
+             "QORT_LOGS=/var/tmp/qortfolio",
+             ""]
+    for spec in schedule.leaders():
+        chain = [spec, *schedule.followers(spec.id)]
+        missing = [s.id for s in chain if not s.command]
+        if missing:
+            raise ConfigError(f"jobs {missing} have no `command` (the qortcli command line) for cron")
+        commands = " && ".join(f"qortcli {s.command}" for s in chain)
+        names = ", ".join(s.id for s in chain)
+        lines.append(f"# {names}: {spec.timing}")
+        lines.append(f'{cron_expression(spec)} flock -n "$QORT_LOCKS/qortfolio-{spec.id}.lock" '
+                     f"sh -c '{commands}' >> \"$QORT_LOGS/{spec.id}.log\" 2>&1")
+    return "\n".join(lines) + "\n"
