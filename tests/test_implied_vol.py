@@ -78,7 +78,7 @@ def test_prices_outside_no_arbitrage_bounds_give_nan_and_a_reason():
         "above_upper_bound": (1.0, True, T),                  # a call is worth less than one coin
         "put_above_strike": (1.01 * K / F, False, T),
         "expired": (0.2, True, 0.0), "negative_time": (0.2, True, -0.01),
-        "nan": (np.nan, True, T),
+        "nan": (np.nan, True, T), "inf": (np.inf, True, T),
     }
     price, call, t = map(np.array, zip(*cases.values()))
     res = iv.implied_vol(price, F, K, t, call.astype(bool))
@@ -86,7 +86,8 @@ def test_prices_outside_no_arbitrage_bounds_give_nan_and_a_reason():
     assert names == {"non_positive_price": "non_positive_price", "negative": "non_positive_price",
                      "below_intrinsic": "below_intrinsic", "at_intrinsic": "below_intrinsic",
                      "above_upper_bound": "above_upper_bound", "put_above_strike": "above_upper_bound",
-                     "expired": "expired", "negative_time": "expired", "nan": "invalid_input"}
+                     "expired": "expired", "negative_time": "expired", "nan": "missing_price",
+                     "inf": "invalid_input"}
     assert np.all(np.isnan(res.sigma))
     assert list(res.reason_names()) == list(names.values())
     # bad forward / strike

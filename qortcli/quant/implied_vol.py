@@ -26,7 +26,8 @@ from scipy.special import erfcx, ndtri
 
 from qortcli.quant.black76 import as_arrays
 
-OK, NON_POSITIVE_PRICE, BELOW_INTRINSIC, ABOVE_UPPER_BOUND, EXPIRED, INVALID_INPUT, NO_CONVERGENCE = range(7)
+(OK, NON_POSITIVE_PRICE, BELOW_INTRINSIC, ABOVE_UPPER_BOUND, EXPIRED, INVALID_INPUT, NO_CONVERGENCE,
+ MISSING_PRICE) = range(8)
 REASONS = {
     OK: "ok",
     NON_POSITIVE_PRICE: "non_positive_price",
@@ -35,6 +36,7 @@ REASONS = {
     EXPIRED: "expired",                        # t_years <= 0
     INVALID_INPUT: "invalid_input",            # NaN/inf, F <= 0 or K <= 0
     NO_CONVERGENCE: "no_convergence",
+    MISSING_PRICE: "missing_price",            # price is NaN (e.g. no bid), the rest valid
 }
 
 _SQRT2 = np.sqrt(2.0)
@@ -81,12 +83,13 @@ def implied_vol(price, F, K, t_years, is_call, rate=0.0, unit: str = "coin",
     reason = np.full(price.shape, OK, dtype=np.int8)
 
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        finite = np.isfinite(price) & np.isfinite(F) & np.isfinite(K) & np.isfinite(t_years) & np.isfinite(rate)
-        bad = ~finite | ~(F > 0) | ~(K > 0)
+        finite = np.isfinite(F) & np.isfinite(K) & np.isfinite(t_years) & np.isfinite(rate)
+        bad = ~finite | ~(F > 0) | ~(K > 0) | np.isinf(price)
         reason[bad] = INVALID_INPUT
+        reason[~bad & np.isnan(price)] = MISSING_PRICE
         expired = ~bad & ~(t_years > 0)
         reason[expired] = EXPIRED
-        nonpos = (reason == OK) & ~(price > 0)
+        nonpos = (reason == OK) & ~(price > 0)  # NaN prices are MISSING_PRICE already
         reason[nonpos] = NON_POSITIVE_PRICE
 
         undisc = (price * F if unit == "coin" else price) * np.exp(rate * t_years)
