@@ -1,14 +1,137 @@
-"""`qortcli surface`: not built yet (issue #5)."""
+"""`qortcli surface`: fit and show the SVI implied-volatility surface of each currency."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import not_built
+from qortcli.cli.common import DbOption, JsonOption, emit, fmt, handled, open_db, state
+from qortcli.errors import StepError, UsageError
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def surface(ctx: typer.Context) -> None:
-    """Fit the implied-volatility surface (SVI per expiry) for each currency."""
-    not_built("surface", 5)
+@app.command()
+def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
+            currency: Optional[str] = typer.Option(None, "--currency", "-c",
+                                                   help="Only this currency (e.g. BTC); default: every currency."),
+            plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.html|FILE.png",
+                                                help="Also write a plotly 3D surface with the market points and "
+                                                     "smiles (.html; .png needs kaleido).")) -> None:
+    """Fit an arbitrage-checked SVI volatility surface to the latest snapshot of each currency and store it.
+
+    Prints per expiry: T, ATM vol, 25Δ risk reversal and butterfly, fit RMSE (vol points) and arbitrage
+    flags, plus the 30-day constant-maturity ATM vol and variance-swap vol (DVOL-like).
+
+    Example: qortcli surface --currency BTC --plot btc_surface.html
+    """
+    st = state(ctx, db, as_json)
+    with handled(st):
+        if plot is not None and plot.suffix.lower() not in (".html", ".htm", ".png"):
+            raise UsageError(f"--plot {plot}: the file must end in .html or .png")
+        from qortcli.steps.surface import latest_surface, run_surface
+
+        database = open_db(st)
+        summary = run_surface(database, currency=currency)
+        if plot is not None:
+            docs = [latest_surface(database, s["currency"]) for s in summary["surfaces"]]
+            summary["plot"] = str(write_plot([d for d in docs if d], plot))
+        emit(st, summary, _render)
+
+
+SHORT = {"butterfly_arbitrage": "butterfly-arb", "calendar_arbitrage": "calendar-arb",
+         "insufficient_quotes": "<5 quotes, not fitted", "poor_fit": "poor fit", "expired": "expired"}
+
+
+def _pct(value, digits: int = 1) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"{100 * value:.{digits}f}%"
+
+
+def _render(console, summary: dict) -> None:
+    for surf in summary["surfaces"]:
+        table = Table(title=f"{surf['currency']} volatility surface — snapshot {surf['snapshot_id']}",
+                      title_justify="left")
+        for col, justify in (("expiry", "left"), ("T (y)", "right"), ("pts", "right"), ("ATM", "right"),
+                             ("RR25", "right"), ("BF25", "right"), ("RMSE", "right"), ("flags", "left")):
+            table.add_column(col, justify=justify, no_wrap=col != "flags")
+        for row in surf["expiries_table"]:
+            flags = row["flags"]
+            shown = ", ".join(SHORT.get(f, f) for f in flags) if flags else "[green]ok[/]"
+            if "butterfly_arbitrage" in flags or "poor_fit" in flags:
+                shown = f"[red]{shown}[/]"
+            elif flags:
+                shown = f"[yellow]{shown}[/]"
+            expiry = row["expiry"]
+            table.add_row(_day(expiry),
+                          f"{row['t_years']:.4f}", str(row["n_points"]), _pct(row["atm_vol"]),
+                          _pct(row["rr25"], 2), _pct(row["bf25"], 2), fmt(row["rmse_vol_points"], 3), shown)
+        console.print(table)
+        console.print("  ATM = vol at the forward; RR25/BF25 from the fitted smile (Black-76 forward delta); "
+                      "RMSE in vol points on the fitted OTM marks.")
+        rmse = surf.get("rmse_vol_points") or {}
+        atm30, vs30 = surf.get("atm_vol_30d") or {}, surf.get("vs_vol_30d") or {}
+        extrap = " (extrapolated)" if atm30.get("extrapolated") else ""
+        console.print(
+            f"  30-day constant maturity: ATM vol [bold]{_pct(atm30.get('vol'))}[/], variance-swap vol (DVOL-like) "
+            f"[bold]{_pct(vs30.get('vol'))}[/]{extrap}")
+        console.print(
+            f"  fitted {surf['fitted']}/{surf['expiries']} expiries, RMSE median {fmt(rmse.get('median'), 3)} / max "
+            f"{fmt(rmse.get('max'), 3)} vol pts; skipped vols: {surf['skipped_bad_vol']}; butterfly "
+            f"{'[green]ok[/]' if surf['butterfly_ok'] else '[red]ARBITRAGE[/]'}; calendar "
+            f"{'[green]ok[/]' if surf['calendar_ok'] else '[yellow]violations[/]'}")
+        for v in surf["calendar_violations"]:
+            ranges = ", ".join(f"[{a:.2f}, {b:.2f}]" for a, b in v["k_ranges"])
+            console.print(f"    calendar: w({_day(v['expiry_after'])}) < w({_day(v['expiry_before'])}) at k ∈ {ranges}")
+    if summary.get("plot"):
+        console.print(f"Plot written to {summary['plot']}")
+
+
+def _day(value) -> str:
+    return value.strftime("%Y-%m-%d") if hasattr(value, "strftime") else str(value)
+
+
+def write_plot(docs: list[dict], path: Path) -> Path:
+    """Write a plotly 3D figure (surface grid, market points, fitted smiles) of `docs` to `path`."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from qortcli.quant.svi import svi_total_variance
+
+    if not docs:
+        raise StepError("no surface to plot")
+    fig = go.Figure()
+    for doc in docs:
+        cur = doc["currency"]
+        grid = doc.get("grid")
+        if grid:
+            fig.add_trace(go.Surface(x=grid["k"], y=grid["t_years"], z=np.array(grid["implied_vol"]) * 100,
+                                     name=f"{cur} SVI surface", showscale=False, opacity=0.75,
+                                     colorscale="Viridis"))
+        for s in doc["slices"]:
+            pts = np.array(s["points"], dtype=float).reshape(-1, 4)
+            used = pts[:, 3] > 0
+            label = _day(s["expiry"])
+            fig.add_trace(go.Scatter3d(x=pts[used, 0], y=np.full(used.sum(), s["t_years"]), z=pts[used, 1] * 100,
+                                       mode="markers", marker={"size": 2.5, "color": "black"},
+                                       name=f"{cur} {label} marks", showlegend=False))
+            if s.get("params"):
+                kk = np.linspace(max(-1.0, pts[:, 0].min()), min(1.0, pts[:, 0].max()), 80)
+                vol = np.sqrt(np.maximum(svi_total_variance(kk, *s["params"].values()), 0) / s["t_years"]) * 100
+                fig.add_trace(go.Scatter3d(x=kk, y=np.full(kk.size, s["t_years"]), z=vol, mode="lines",
+                                           line={"width": 4, "color": "crimson"}, name=f"{cur} {label} SVI"))
+    fig.update_layout(title="SVI implied-volatility surface(s): " + ", ".join(d["snapshot_id"] for d in docs),
+                      scene={"xaxis_title": "k = ln(K/F)", "yaxis_title": "T (years)", "zaxis_title": "implied vol (%)"})
+    path = Path(path).expanduser()
+    if path.suffix.lower() == ".png":
+        try:
+            fig.write_image(str(path))
+        except Exception as exc:  # kaleido missing or unable to start offline
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StepError(f"cannot write PNG ({first}); use --plot FILE.html instead") from None
+    else:
+        fig.write_html(str(path), include_plotlyjs=True)
+    return path

@@ -46,7 +46,8 @@ POOR_FIT_VOL_POINTS = 3.0
 CAL_TOL = 1e-10                      # w_{i+1}(k) < w_i(k) − CAL_TOL counts as calendar arbitrage
 GRID_K = np.linspace(-1.0, 1.0, 41)
 GRID_N_T = 25
-CHECK_K = DENSE_K                   # dense k grid for butterfly and calendar checks
+CHECK_K = DENSE_K                   # dense k grid of the butterfly check ([−2, 2] widened to the data)
+CALENDAR_K = np.linspace(-1.0, 1.0, 401)   # calendar check on the surface's k range
 DAYS_PER_YEAR = 365.0
 
 
@@ -356,10 +357,12 @@ def constant_maturity(ts: np.ndarray, total_var: np.ndarray, days: float = 30.0)
             "extrapolated": bool(target < ts[0] or target > ts[-1])}
 
 
-def build_surface(slices: list[dict], *, k_grid=GRID_K, n_t: int = GRID_N_T, check_k=CHECK_K) -> dict:
+def build_surface(slices: list[dict], *, k_grid=GRID_K, n_t: int = GRID_N_T, check_k=CALENDAR_K) -> dict:
     """Grid and diagnostics of fitted slices (from `fit_chain`); annotates the slices in place.
 
-    Returns {"grid": {k, t_years, total_variance, implied_vol}, "diagnostics": {...}}. Each fitted
+    Calendar arbitrage is checked on `check_k` (default k ∈ [−1, 1], 401 points: the surface's range);
+    butterfly results come from each slice's own dense check. Returns
+    {"grid": {k, t_years, total_variance, implied_vol}, "diagnostics": {...}}. Each fitted
     slice gains atm_vol, rr25, bf25 (fractions) and the flag "calendar_arbitrage" when it is the later
     expiry of a calendar violation.
     """
@@ -391,8 +394,7 @@ def build_surface(slices: list[dict], *, k_grid=GRID_K, n_t: int = GRID_N_T, che
         butterfly={"ok": all(s["butterfly"]["ok"] for s in fitted),
                    "failing_expiries": [{"expiry": s["expiry"], "g_min": s["butterfly"]["g_min"],
                                          "k_ranges": s["butterfly"]["failing_k_ranges"]}
-                                        for s in fitted if not s["butterfly"]["ok"]],
-                   "k_grid": [float(check_k[0]), float(check_k[-1]), int(len(check_k))]},
+                                        for s in fitted if not s["butterfly"]["ok"]]},
         calendar=calendar,
         term_structure=[{"expiry": s["expiry"], "t_years": s["t_years"], "atm_vol": st["atm_vol"],
                          "rr25": st["rr25"], "bf25": st["bf25"], "vs_vol": float(v)}
