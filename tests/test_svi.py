@@ -84,14 +84,14 @@ def test_inner_solve_matches_a_general_constrained_solver(seed):
 
         cons = [{"type": "ineq", "fun": lambda t: t[2] - t[1]},           # c ≥ d
                 {"type": "ineq", "fun": lambda t: t[2] + t[1]},           # c ≥ −d
-                {"type": "ineq", "fun": lambda t, j=j: 2 * s[j] - t[2] - t[1]},
-                {"type": "ineq", "fun": lambda t, j=j: 2 * s[j] - t[2] + t[1]}]
+                {"type": "ineq", "fun": lambda t, j=j: svi.LEE_SLOPE_MAX * s[j] - t[2] - t[1]},
+                {"type": "ineq", "fun": lambda t, j=j: svi.LEE_SLOPE_MAX * s[j] - t[2] + t[1]}]
         ref = min((minimize(f, x0, constraints=cons, method="SLSQP", options={"ftol": 1e-15, "maxiter": 500})
                    for x0 in ([np.mean(w), 0.0, 0.0], [0.0, 0.0, s[j]], [0.0, 0.5 * s[j], s[j]])),
                   key=lambda r: r.fun)
         assert sse[j] <= ref.fun * (1 + 1e-6) + 1e-14
         assert sse[j] == pytest.approx(f([a[j], rho[j] * b[j] * s[j], b[j] * s[j]]), rel=1e-5, abs=1e-14)
-        assert b[j] >= 0 and abs(rho[j]) < 1 and b[j] * (1 + abs(rho[j])) <= 2 + 1e-9
+        assert b[j] >= 0 and abs(rho[j]) < 1 and b[j] * (1 + abs(rho[j])) <= svi.LEE_SLOPE_MAX + 1e-9
 
 
 @pytest.mark.parametrize("true", [

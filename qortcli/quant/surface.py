@@ -156,7 +156,7 @@ def _fit_expiry(expiry, grp: pd.DataFrame, min_points: int, weighting: str, chec
     k, iv, weight = k[usable], iv[usable], weight[usable]
     w = iv * iv * t
     fit_weight = weight / (2.0 * iv * t) ** 2          # total-variance residual → vol residual
-    fit = fit_svi(k, w, fit_weight, k_check=check_k)   # None: [−2, 2] widened to the data ± 0.5
+    fit = fit_svi(k, w, fit_weight, k_check=check_k)   # None: [−3, 3] widened to the data ± 1
     fitted_vol = np.sqrt(np.maximum(svi_total_variance(k, *fit.params.values()), 0.0) / t)
     err = (fitted_vol - iv) * 100.0
     base.update(params=fit.params, rmse_vol_points=float(np.sqrt(np.mean(err * err))),
@@ -308,7 +308,7 @@ def smile_stats(fitted: Sequence[dict]) -> list[dict]:
     return [{key: float(v[i]) for key, v in out.items()} for i in range(ts.size)]
 
 
-def calendar_report(fitted: Sequence[dict], k_grid=CHECK_K) -> dict:
+def calendar_report(fitted: Sequence[dict], k_grid=CALENDAR_K) -> dict:
     """Calendar arbitrage between consecutive fitted slices: w_{i+1}(k) < w_i(k) on `k_grid`.
 
     Returns {ok, violations: [{expiry_before, expiry_after, k_ranges, max_drop}]} (max_drop in total
@@ -331,13 +331,18 @@ def calendar_report(fitted: Sequence[dict], k_grid=CHECK_K) -> dict:
 
 
 def variance_swap_vols(fitted: Sequence[dict]) -> np.ndarray:
-    """Model-free (VIX-style) fair variance-swap vol of each fitted smile: √(2/T ∫ OTM(k)/F e^{−k} dk)."""
+    """Model-free (VIX-style) fair variance-swap vol of each fitted smile: √(2/T ∫ OTM(k)/F e^{−k} dk).
+
+    Trapezoid rule on k ∈ ±20 ATM standard deviations (4001 points) per slice.
+    """
     if not fitted:
         return np.array([])
     ts, p = _param_matrix(fitted)
-    kg = np.linspace(-6.0, 6.0, 2401)
-    w = np.maximum(svi_total_variance(kg[None, :], *(p[:, i, None] for i in range(5))), 1e-300)
-    integrand = black76_otm_normalised(kg[None, :], w) * np.exp(-kg)[None, :]
+    cols = [p[:, i, None] for i in range(5)]
+    sd_atm = np.sqrt(np.maximum(svi_total_variance(0.0, *cols), 1e-12))          # (N, 1)
+    kg = sd_atm * np.linspace(-20.0, 20.0, 4001)[None, :]                        # ±20 ATM sd, per slice
+    w = np.maximum(svi_total_variance(kg, *cols), 1e-300)
+    integrand = black76_otm_normalised(kg, w) * np.exp(-kg)
     var_t = 2.0 * np.trapezoid(integrand, kg, axis=1)
     return np.sqrt(var_t / ts)
 

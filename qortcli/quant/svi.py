@@ -6,12 +6,12 @@ Raw SVI (Gatheral 2004), in log-moneyness k = ln(K/F) and total implied variance
 
 Parameter bounds used everywhere here (they keep w ≥ 0 and the wings admissible):
 b ≥ 0, |ρ| < 1, σ > 0, a + b σ √(1 − ρ²) ≥ 0 (the minimum of w) and Roger Lee's moment bound on the
-wing slopes b (1 + |ρ|) ≤ 2.
+wing slopes b (1 + |ρ|) ≤ 2, used with a margin as ≤ LEE_SLOPE_MAX = 1.9.
 
 The fit (`fit_svi`) is the quasi-explicit reduction of Zeliade Systems (De Marco & Martini 2009):
 with y = (k − m)/σ, w = a + d·y + c·√(y² + 1) with c = bσ, d = ρbσ is linear in (a, c, d), so for a
 fixed (m, σ) the best (a, c, d) is a weighted linear least-squares problem under the linear
-constraints 0 ≤ |d| ≤ c, c + |d| ≤ 2σ — a quadrilateral in (c, d) — solved exactly here by
+constraints 0 ≤ |d| ≤ c, c + |d| ≤ 1.9σ — a quadrilateral in (c, d) — solved exactly here by
 enumerating the interior, edge and vertex candidates of its KKT conditions, vectorised over many
 (m, σ) at once. The outer 2-D problem in (m, σ) is searched on a log/linear grid and then refined by
 successive zoomed grids around the best few points (a multi-start search without Python loops per
@@ -30,11 +30,12 @@ import numpy as np
 from scipy.optimize import least_squares
 
 PARAM_NAMES = ("a", "b", "rho", "m", "sigma")
-LEE_SLOPE_MAX = 2.0          # b (1 + |ρ|) ≤ 2: Lee's moment formula bound on total-variance wing slopes
+LEE_SLOPE_MAX = 1.9          # b (1 + |ρ|) ≤ 1.9: Lee's moment bound (≤ 2) with a margin — at exactly 2,
+                             # g(k) → 0 in the wings and can approach it from below
 ARB_PENALTY = 1.0e3          # weight of Σ max(0, −g)² and max(0, −w_min)² against the vol-space error
 G_TOL = 1.0e-9               # g(k) ≥ −G_TOL counts as arbitrage-free (floating-point noise)
 G_MARGIN = 1.0e-4            # the polish aims at g ≥ G_MARGIN so that g ≥ 0 holds between its grid points
-DENSE_K = np.linspace(-2.0, 2.0, 801)   # the dense grid where butterfly arbitrage is checked by default
+DENSE_K = np.linspace(-3.0, 3.0, 1201)  # the dense grid where butterfly arbitrage is checked by default
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,8 +213,8 @@ def fit_svi(k, w, weights=None, *, k_check=None, n_m: int = 17, n_s: int = 13, n
 
     `weights` (≥ 0, same length) multiply the squared total-variance residuals; default equal.
     `polish=True` always runs the final 5-parameter least-squares polish (otherwise only when the
-    grid optimum has arbitrage). `k_check` is the grid on which Durrleman's g ≥ 0 is enforced and verified (default: [−2, 2]
-    widened to cover the data by 0.5 on each side). Returns an `SVIFit`; its `butterfly["ok"]` is
+    grid optimum has arbitrage). `k_check` is the grid on which Durrleman's g ≥ 0 is enforced and verified (default: [−3, 3]
+    widened to cover the data by 1.0 on each side, 1201 points). Returns an `SVIFit`; its `butterfly["ok"]` is
     False only if no arbitrage-free slice was found.
     """
     k = np.asarray(k, dtype=float)
@@ -227,7 +228,7 @@ def fit_svi(k, w, weights=None, *, k_check=None, n_m: int = 17, n_s: int = 13, n
     k_lo, k_hi = float(k.min()), float(k.max())
     span = max(k_hi - k_lo, 1e-3)
     if k_check is None:
-        k_check = np.linspace(min(-2.0, k_lo - 0.5), max(2.0, k_hi + 0.5), 801)
+        k_check = np.linspace(min(-3.0, k_lo - 1.0), max(3.0, k_hi + 1.0), 1201)
     k_check = np.asarray(k_check, dtype=float)
     k_arb = np.linspace(k_check[0], k_check[-1], 41)     # coarser grid while searching
 
@@ -287,7 +288,7 @@ def _best_distinct(m_c, ls_c, obj, n, dm, dls):
 
 def _polish(k, w, W, params, k_check):
     """5-parameter least squares from `params` with exterior penalties pushing g(k) ≥ G_MARGIN,
-    w_min ≥ 0 and b(1 + |ρ|) ≤ 2.
+    w_min ≥ 0 and b(1 + |ρ|) ≤ LEE_SLOPE_MAX.
 
     The g penalty sits on a 201-point version of `k_check` plus every point of the dense `k_check`
     where g < G_MARGIN (narrow dips fall between coarse points); while the dense grid still shows
@@ -322,7 +323,7 @@ def _polish(k, w, W, params, k_check):
     for _ in range(4):
         x = least_squares(lambda p, kg=kg, lam=lam: batch(p[None, :], kg, lam)[0], x,
                           jac=lambda p, kg=kg, lam=lam: jac(p, kg, lam), bounds=(lo, hi), method="trf",
-                          x_scale="jac", max_nfev=100).x
+                          x_scale="jac", max_nfev=20).x
         g = svi_g(k_check, x)
         if (g >= -G_TOL).all():
             break
