@@ -34,6 +34,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from scipy.stats import norm
 
+from qortcli.quant import black76
+
 CALL, PUT, UNDERLYING = "call", "put", "underlying"
 
 
@@ -84,22 +86,8 @@ def _arrays(legs: Sequence[Leg]):
 
 
 def black76_coin(forward_usd, strike_usd, t_years, vol, is_call):
-    """Black-76 undiscounted price in coin (C(F)/F), zero rate; broadcasts. Intrinsic when t·vol = 0."""
-    f = np.asarray(forward_usd, dtype=float)
-    k = np.asarray(strike_usd, dtype=float)
-    sig_t = np.asarray(vol, dtype=float) * np.sqrt(np.maximum(np.asarray(t_years, dtype=float), 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d1 = (np.log(f / k) + 0.5 * sig_t ** 2) / sig_t
-        d2 = d1 - sig_t
-        call = f * norm.cdf(d1) - k * norm.cdf(d2)
-        put = k * norm.cdf(-d2) - f * norm.cdf(-d1)
-    intrinsic_call = np.maximum(f - k, 0.0)
-    intrinsic_put = np.maximum(k - f, 0.0)
-    alive = sig_t > 0
-    call = np.where(alive, call, intrinsic_call)
-    put = np.where(alive, put, intrinsic_put)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(is_call, call, put) / f
+    """Black-76 undiscounted price in coin (C(F)/F), zero rate (`qortcli.quant.black76.price_coin`)."""
+    return black76.price_coin(forward_usd, strike_usd, t_years, vol, is_call)
 
 
 def payoff_coin(legs: Sequence[Leg], s_usd) -> np.ndarray:
@@ -240,7 +228,9 @@ def _numeric_extremes(fn, grid, slope_at_zero_limit: float, slope_at_inf: float)
         a, b = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
         res = minimize_scalar(lambda s: -sign * float(fn(np.array([s]))[0]), bounds=(a, b), method="bounded",
                               options={"xatol": 1e-8 * b})
-        if -res.fun >= sign * vals[i]:
+        if i in (0, len(grid) - 1):  # monotone towards a tail: the extreme is the limit S→0 or S→∞
+            value, at = vals[i], (0.0 if i == 0 else float("inf"))
+        elif -res.fun >= sign * vals[i]:
             value, at = sign * -res.fun, float(res.x)
         else:
             value, at = vals[i], grid[i]
@@ -367,13 +357,21 @@ def rn_cdf(strikes_usd, forward_usd: float, t_years: float, vol_fn: Callable[[np
 
 
 def probability_of_profit(legs: Sequence[Leg], index0_usd: float, forward_usd: float, t_years: float,
-                          vol_fn: Callable[[np.ndarray], np.ndarray]) -> float:
+                          vol_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+                          cdf_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
     """Risk-neutral probability that the USD P/L at expiry is > 0.
 
     The USD P/L's breakevens split (0, ∞) into intervals of constant sign; the sign of each is read at
     its midpoint (or 2× its start for the last), and POP = Σ over positive intervals of CDF(b) − CDF(a)
-    with the CDF from `rn_cdf` (the smile's digital prices).
+    with the CDF `cdf_fn(K) = P(S_T ≤ K)` if given, else `rn_cdf` of the smile `vol_fn`.
     """
+    if cdf_fn is None:
+        if vol_fn is None:
+            raise ValueError("probability_of_profit needs vol_fn or cdf_fn")
+
+        def cdf_fn(k):
+            return rn_cdf(k, forward_usd, t_years, vol_fn)
+
     edges = [0.0] + breakevens_usd(legs, index0_usd) + [float("inf")]
     pop = 0.0
     for a, b in zip(edges[:-1], edges[1:]):
@@ -381,8 +379,8 @@ def probability_of_profit(legs: Sequence[Leg], index0_usd: float, forward_usd: f
         if a == 0.0 and np.isfinite(b):
             probe = 0.5 * b
         if float(pnl_usd(legs, np.array([probe]), index0_usd)[0]) > 0:
-            cdf_b = 1.0 if not np.isfinite(b) else float(rn_cdf([b], forward_usd, t_years, vol_fn)[0])
-            cdf_a = 0.0 if a == 0.0 else float(rn_cdf([a], forward_usd, t_years, vol_fn)[0])
+            cdf_b = 1.0 if not np.isfinite(b) else float(np.atleast_1d(cdf_fn(np.array([b])))[0])
+            cdf_a = 0.0 if a == 0.0 else float(np.atleast_1d(cdf_fn(np.array([a])))[0])
             pop += cdf_b - cdf_a
     return float(min(max(pop, 0.0), 1.0))
 
