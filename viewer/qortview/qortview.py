@@ -1,0 +1,15 @@
+"""The qortfolio viewer app: five read-only pages over the store (see viewer/README in the report)."""
+
+import reflex as rx
+
+from qortview import db
+from qortview.pages import chain, overview, portfolio, suggestions, volatility
+from qortview.state import ChainState, OverviewState, PortfolioState, SuggestState, VolState
+
+app = rx.App(stylesheets=["/qort.css"])
+app.register_lifespan_task(db.warm_loop)
+app.add_page(overview.page, route="/", title="qortfolio · overview", on_load=OverviewState.load)
+app.add_page(chain.page, route="/chain", title="qortfolio · options chain", on_load=ChainState.load)
+app.add_page(volatility.page, route="/volatility", title="qortfolio · volatility", on_load=VolState.load)
+app.add_page(portfolio.page, route="/portfolio", title="qortfolio · portfolio", on_load=PortfolioState.load)
+app.add_page(suggestions.page, route="/suggestions", title="qortfolio · suggestions", on_load=SuggestState.load)

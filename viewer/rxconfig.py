@@ -1,0 +1,27 @@
+"""Reflex configuration of the qortfolio viewer (run it with `scripts/viewer`, or `reflex run` from here).
+
+QORT_VIEWER_PORT (default 3000) is the one port of `reflex run --env prod --single-port`: it serves the
+page and the backend. The store comes from QORT_DB / QORT_DB_NAME like every qortcli command.
+"""
+
+import os
+
+import reflex as rx
+from reflex.plugins.sitemap import SitemapPlugin
+
+_port = int(os.environ.get("QORT_VIEWER_PORT", "3000"))
+_url = os.environ.get("QORT_VIEWER_URL", f"http://localhost:{_port}")
+
+config = rx.Config(
+    app_name="qortview",
+    telemetry_enabled=False,
+    show_built_with_reflex=False,
+    default_color_mode="dark",
+    frontend_port=_port,
+    backend_port=_port,
+    api_url=_url,
+    deploy_url=_url,
+    plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(appearance="dark", accent_color="purple", gray_color="mauve",
+                                                         radius="medium", has_background=True))],
+    disable_plugins=[SitemapPlugin],
+)
