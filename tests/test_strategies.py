@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import math
 from datetime import datetime, timedelta, timezone
 
@@ -12,7 +14,7 @@ import pytest
 from qortcli.config import get_settings
 from qortcli.quant import regime as reg
 from qortcli.quant import strategies as strat
-from tests.conftest import FIXTURES
+FIXTURES = Path(__file__).parent / "fixtures"
 
 FIRST = FIXTURES / "deribit_options_snapshot_20260105T041127Z.csv"
 
