@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from contextlib import contextmanager
@@ -25,8 +26,18 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 VerboseOption = Annotated[int, typer.Option("--verbose", "-v", count=True,
                                             help="More logging; -v also shows tracebacks on errors.")]
 
-console = Console()
-err_console = Console(stderr=True)
+def _width() -> int | None:
+    """Rich's own width on a terminal; when piped, COLUMNS or 160 so tables are not truncated to 80."""
+    if sys.stdout.isatty():
+        return None
+    try:
+        return max(80, int(os.environ.get("COLUMNS", "160")))
+    except ValueError:
+        return 160
+
+
+console = Console(width=_width())
+err_console = Console(stderr=True, width=_width())
 
 
 @dataclass
