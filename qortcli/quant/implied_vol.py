@@ -6,8 +6,9 @@ to the normalised out-of-the-money time value ``beta = P_otm / sqrt(F K)`` at ``
 ``e^{rT}``), and the total volatility ``s = sigma sqrt(T)`` is solved on the whole array at once:
 
 - the inflection point ``s_c = sqrt(2|x|)`` splits the curve ``b(s)`` into a convex lower part and a
-  concave upper part; ``beta < b(s_c)`` is solved on ``ln b(s) = ln beta`` from the asymptotic guess
-  ``s0 = sqrt(2 x^2 / (|x| - 4 ln(beta / b_c)))``; otherwise on ``ln(b_max - b(s)) = ln(b_max - beta)``
+  concave upper part; ``beta < b(s_c)`` is solved on ``ln b(s) = ln beta`` from a guess interpolated in a
+  small table of ``(s/s_c)^2`` over ``(sqrt|x|, 1/(1 - ln(beta/b_c)))`` (built once by this solver from
+  the asymptotic guess ``s0 = sqrt(2 x^2 / (|x| - 4 ln(beta / b_c)))``); otherwise on ``ln(b_max - b(s)) = ln(b_max - beta)``
   (``b_max = e^{x/2}``) from ``s0 = -2 N^{-1}((b_max - beta) / (e^{x/2} + e^{-x/2}))``;
 - both objectives are evaluated with ``erfcx`` (no underflow in the deep wings, no ``exp`` per step),
   and iterated with Halley steps kept inside a bracket that every evaluation tightens (bisection
@@ -63,13 +64,14 @@ def reason_name(code: int) -> str:
 
 
 def implied_vol(price, F, K, t_years, is_call, rate=0.0, unit: str = "coin",
-                tol: float = 1e-12, max_iter: int = 64) -> ImpliedVol:
+                tol: float = 1e-9, max_iter: int = 64) -> ImpliedVol:
     """Black-76 implied volatilities (fractions) for option prices, vectorised.
 
     ``price`` is the coin premium ``V`` (``unit="coin"``, Deribit's ``mark_price``) or the Black-76 USD
     value ``V * F`` (``unit="usd"``; not the spot-converted premium). ``F`` forward (USD), ``K`` strike
     (USD), ``t_years`` years to expiry, ``is_call`` booleans (or "call"/"put"), ``rate`` fraction.
-    Returns ``ImpliedVol(sigma, reason)``: sigma is NaN where reason != OK.
+    Returns ``ImpliedVol(sigma, reason)``: sigma is NaN where reason != OK. ``tol`` bounds the last
+    Halley step relative to ``sigma`` (the error after it is of the order of its cube).
     """
     if unit not in ("coin", "usd"):
         raise ValueError(f"unit must be 'coin' or 'usd', got {unit!r}")
@@ -92,7 +94,9 @@ def implied_vol(price, F, K, t_years, is_call, rate=0.0, unit: str = "coin",
         nonpos = (reason == OK) & ~(price > 0)  # NaN prices are MISSING_PRICE already
         reason[nonpos] = NON_POSITIVE_PRICE
 
-        undisc = (price * F if unit == "coin" else price) * np.exp(rate * t_years)
+        undisc = price * F if unit == "coin" else price.copy()
+        if np.any(rate != 0.0):
+            undisc *= np.exp(rate * t_years)
         intrinsic = np.where(call, np.maximum(F - K, 0.0), np.maximum(K - F, 0.0))
         time_value = undisc - intrinsic
         below = (reason == OK) & ~(time_value > 0)
@@ -100,18 +104,27 @@ def implied_vol(price, F, K, t_years, is_call, rate=0.0, unit: str = "coin",
         above = (reason == OK) & ~(undisc < np.where(call, F, K))
         reason[above] = ABOVE_UPPER_BOUND
 
-        todo = np.flatnonzero(reason == OK)
-        Ft, Kt = F[todo], K[todo]
-        x = -np.abs(np.log(Ft / Kt))
-        beta = time_value[todo] / np.sqrt(Ft * Kt)
+        ok_mask = reason == OK
+        if ok_mask.all():                       # the common case: no gathers
+            todo = slice(None)
+            Ft, Kt, tv, tt = F, K, time_value, t_years
+        else:
+            todo = np.flatnonzero(ok_mask)
+            Ft, Kt, tv, tt = F[todo], K[todo], time_value[todo], t_years[todo]
+        ratio = Ft / Kt
+        x = np.log(ratio)
+        np.abs(x, out=x)
+        np.negative(x, out=x)                   # x = -|ln(F/K)|
+        root_fk = np.sqrt(Ft * Kt)
+        beta = tv / root_fk
         # beta < b_max = e^{x/2} by the bounds above, up to rounding: check it in normalised terms too
-        above_n = ~(beta < np.exp(0.5 * x))
+        above_n = ~(beta < np.minimum(ratio, 1.0 / ratio) ** 0.5)
         s, converged = solve_total_vol(beta, x, tol=tol, max_iter=max_iter)
-    sig = s / np.sqrt(t_years[todo])
+        s /= np.sqrt(tt)
     code = np.where(converged, OK, NO_CONVERGENCE).astype(np.int8)
     code[above_n] = ABOVE_UPPER_BOUND
-    sig[code != OK] = np.nan
-    sigma[todo] = sig
+    s[code != OK] = np.nan
+    sigma[todo] = s
     reason[todo] = code
     return ImpliedVol(sigma.reshape(shape), reason.reshape(shape))
 
@@ -131,7 +144,71 @@ def _b_critical(x):
     return 0.5 * np.exp(0.5 * x) * (1.0 - erfcx(np.sqrt(-x)))
 
 
-def solve_total_vol(beta, x, tol: float = 1e-12, max_iter: int = 64):
+# Initial guess in the lower region: (s / s_c)^2 tabulated on (sqrt|x|, q), q = 1 / (1 - ln(beta / b_c)) in
+# (0, 1], and interpolated bilinearly (about 1e-4 relative in s on real chains; Halley then needs about two
+# steps). Built once, on first use, by this module's own solver from the asymptotic guess.
+_TABLE_NA, _TABLE_NQ, _TABLE_SQRT_A_MAX = 128, 256, 2.0
+_table: np.ndarray | None = None
+
+
+def _guess_table() -> np.ndarray:
+    global _table
+    if _table is None:
+        sqrt_a = np.linspace(0.0, _TABLE_SQRT_A_MAX, _TABLE_NA)
+        a = np.maximum(sqrt_a ** 2, 1e-8)[:, None] * np.ones((1, _TABLE_NQ))
+        q = np.linspace(0.0, 1.0, _TABLE_NQ)[None, :] * np.ones((_TABLE_NA, 1))
+        with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+            beta = _b_critical(-a) * np.exp(1.0 - 1.0 / q)
+        table = np.zeros(a.shape)
+        inside = (beta > 1e-300) & (q < 1.0)
+        s, _ = solve_total_vol(beta[inside], -a[inside], tol=1e-12, guess="asymptotic")
+        table[inside] = s * s / (2.0 * a[inside])
+        table[:, -1] = 1.0                      # beta = b_c: s = s_c
+        _table = np.ascontiguousarray(table.ravel())
+    return _table
+
+
+def _asymptotic_lower_guess(x, beta, b_c):
+    """Jaeckel (2006): ln b ~ A - x^2/(2 s^2) matched at s_c: s0 = sqrt(2 x^2 / (|x| - 4 ln(beta / b_c)))."""
+    return np.sqrt(2.0 * x * x / (-x - 4.0 * np.log(beta / b_c)))
+
+
+def _lower_guess(x, beta, b_c, s_c):
+    """Initial total vol in the lower region from the table (asymptotic guess beyond |x| = 4)."""
+    table = _guess_table()
+    q = np.log(beta / b_c)
+    np.subtract(1.0, q, out=q)
+    np.divide(1.0, q, out=q)                    # q in (0, 1]
+    fa = np.sqrt(-x)
+    fa *= (_TABLE_NA - 1) / _TABLE_SQRT_A_MAX
+    beyond = fa > _TABLE_NA - 1.0
+    ia = np.minimum(fa.astype(np.intp), _TABLE_NA - 2)
+    fa -= ia                                    # weight in the |x| direction
+    q *= _TABLE_NQ - 1
+    iq = np.minimum(q.astype(np.intp), _TABLE_NQ - 2)
+    q -= iq                                     # weight in the q direction
+    ia *= _TABLE_NQ
+    ia += iq                                    # flat index of the lower-left node
+    t00, t01 = table[ia], table[ia + 1]
+    ia += _TABLE_NQ
+    t10, t11 = table[ia], table[ia + 1]
+    t01 -= t00
+    t01 *= q
+    t01 += t00                                  # along q at the lower |x| node
+    t11 -= t10
+    t11 *= q
+    t11 += t10
+    t11 -= t01
+    t11 *= fa
+    t11 += t01
+    np.sqrt(t11, out=t11)
+    t11 *= s_c
+    if beyond.any():
+        t11[beyond] = _asymptotic_lower_guess(x[beyond], beta[beyond], b_c[beyond])
+    return t11
+
+
+def solve_total_vol(beta, x, tol: float = 1e-9, max_iter: int = 64, guess: str = "table"):
     """Total volatility ``s = sigma sqrt(T)`` with ``b(x, s) = beta`` for ``x <= 0``, ``0 < beta < e^{x/2}``.
 
     Returns ``(s, converged)`` arrays. No per-option Python loop: each iteration works on the whole
@@ -145,14 +222,21 @@ def solve_total_vol(beta, x, tol: float = 1e-12, max_iter: int = 64):
         s_c = np.sqrt(-2.0 * x)
         b_c = _b_critical(x)
         lower = beta < b_c
+        n_lower = int(np.count_nonzero(lower))
         for region_lower in (True, False):
-            idx = np.flatnonzero(lower if region_lower else ~lower)
-            if idx.size == 0:
+            n_region = n_lower if region_lower else beta.size - n_lower
+            if n_region == 0:
                 continue
-            xs, bs, sc = x[idx], beta[idx], s_c[idx]
+            if n_region == beta.size:            # one region only: no gathers
+                idx = slice(None)
+                xs, bs, sc, bcs = x, beta, s_c, b_c
+            else:
+                idx = np.flatnonzero(lower if region_lower else ~lower)
+                xs, bs, sc, bcs = x[idx], beta[idx], s_c[idx], b_c[idx]
             if region_lower:
                 target = np.log(bs)
-                s0 = np.sqrt(2.0 * xs * xs / (-xs - 4.0 * np.log(bs / b_c[idx])))
+                s0 = (_lower_guess(xs, bs, bcs, sc) if guess == "table"
+                      else _asymptotic_lower_guess(xs, bs, bcs))
                 lo, hi = np.zeros_like(xs), sc.copy()
             else:
                 b_max = np.exp(0.5 * xs)
