@@ -151,3 +151,17 @@ def test_real_marks_give_back_deribit_mark_iv(name):
     assert np.all(iv_gap[far] >= 5e-5)
     small = sharp & (price_gap_ticks < 1e-3)      # first order in sigma up to 0.1 vol point
     np.testing.assert_allclose(iv_gap[small], price_gap_ticks[small], rtol=0.02, atol=1e-7)
+
+
+def test_table_and_asymptotic_guesses_reach_the_same_root():
+    """The tabulated initial guess only saves iterations: both starts converge to the same total vol."""
+    rng = np.random.default_rng(11)
+    x = -np.concatenate([rng.uniform(1e-4, 0.1, 500), rng.uniform(0.1, 6.0, 500)])   # beyond the table too
+    s_true = np.sqrt(-2 * x) * rng.uniform(0.05, 0.999, x.size)                        # lower region
+    beta = b76.normalised_otm(x, s_true)
+    fast, ok_fast = iv.solve_total_vol(beta, x)
+    slow, ok_slow = iv.solve_total_vol(beta, x, guess="asymptotic", tol=1e-13)
+    informative = beta > 1e-250
+    assert ok_fast[informative].all() and ok_slow[informative].all()
+    np.testing.assert_allclose(fast[informative], slow[informative], rtol=1e-11)
+    np.testing.assert_allclose(b76.normalised_otm(x, fast)[informative], beta[informative], rtol=1e-10)

@@ -40,6 +40,7 @@ REASONS = {
     MISSING_PRICE: "missing_price",            # price is NaN (e.g. no bid), the rest valid
 }
 
+_REASON_NAMES = np.array([REASONS[c] for c in range(len(REASONS))], dtype=object)
 _SQRT2 = np.sqrt(2.0)
 _INV_SQRT2 = 1.0 / np.sqrt(2.0)
 _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
@@ -53,9 +54,8 @@ class ImpliedVol(NamedTuple):
     reason: np.ndarray
 
     def reason_names(self) -> np.ndarray:
-        """The reason codes as strings."""
-        return np.array([REASONS[int(c)] for c in np.unique(self.reason)], dtype=object)[
-            np.searchsorted(np.unique(self.reason), self.reason)]
+        """The reason codes as strings (same shape)."""
+        return _REASON_NAMES[self.reason]
 
 
 def reason_name(code: int) -> str:
