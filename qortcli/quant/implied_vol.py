@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import erfcx, ndtri
 
-from qortcli.quant.black76 import as_arrays
+from qortcli.quant.black76 import _call_flags, as_arrays
 
 (OK, NON_POSITIVE_PRICE, BELOW_INTRINSIC, ABOVE_UPPER_BOUND, EXPIRED, INVALID_INPUT, NO_CONVERGENCE,
  MISSING_PRICE) = range(8)
@@ -78,8 +78,6 @@ def implied_vol(price, F, K, t_years, is_call, rate=0.0, unit: str = "coin",
     price, F, K, t_years, rate = as_arrays(price, F, K, t_years, rate)
     shape = price.shape
     price, F, K, t_years, rate = (a.ravel() for a in (price, F, K, t_years, rate))
-    from qortcli.quant.black76 import _call_flags
-
     call = _call_flags(is_call, shape).ravel()
     sigma = np.full(price.shape, np.nan)
     reason = np.full(price.shape, OK, dtype=np.int8)
