@@ -1,0 +1,85 @@
+"""Performance and risk metrics of daily simple-return series with quantstats (pure: no I/O).
+
+Every annualised figure uses 365 periods a year (crypto trades every day), rf = 0:
+
+    total_return   quantstats.stats.comp                      compounded, fraction
+    cagr           quantstats.stats.cagr(periods=365)         fraction a year (years = observed days / 365)
+    volatility     quantstats.stats.volatility(periods=365)   annualised standard deviation, fraction
+    sharpe         quantstats.stats.sharpe(periods=365)
+    sortino        quantstats.stats.sortino(periods=365)
+    calmar         quantstats.stats.calmar(periods=365)       CAGR / |max drawdown|
+    omega          quantstats.stats.omega(periods=365)        threshold 0
+    max_drawdown   quantstats.stats.max_drawdown               fraction, ≤ 0
+    var_95         historical 1-day VaR at 95%: the 5% quantile of the returns (pandas linear
+                   interpolation) — the threshold quantstats' historical CVaR uses; quantstats itself
+                   has only the parametric VaR, stored beside it as var_95_parametric
+                   (quantstats.stats.value_at_risk, confidence 0.95)
+    cvar_95        quantstats.stats.conditional_value_at_risk(confidence=0.95, method="historical")
+    days           number of daily returns, first/last their dates
+
+VaR and CVaR are daily returns (negative = loss), not annualised.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+PERIODS = 365
+CONFIDENCE = 0.95
+METRIC_NAMES = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "omega",
+                "max_drawdown", "var_95", "cvar_95", "var_95_parametric")
+
+
+def _float(value) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def performance(returns: pd.Series) -> dict:
+    """The metrics above for one daily simple-return series (index = days); None where undefined."""
+    import quantstats as qs
+
+    r = pd.Series(returns, dtype=float).dropna()
+    if r.empty:
+        raise ValueError("no returns to measure")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = {
+            "total_return": _float(qs.stats.comp(r)),
+            "cagr": _float(qs.stats.cagr(r, periods=PERIODS)),
+            "volatility": _float(qs.stats.volatility(r, periods=PERIODS)),
+            "sharpe": _float(qs.stats.sharpe(r, periods=PERIODS)),
+            "sortino": _float(qs.stats.sortino(r, periods=PERIODS)),
+            "calmar": _float(qs.stats.calmar(r, periods=PERIODS)),
+            "omega": _float(qs.stats.omega(r, periods=PERIODS)),
+            "max_drawdown": _float(qs.stats.max_drawdown(r)),
+            "var_95": _float(historical_var(r, CONFIDENCE)),
+            "cvar_95": _float(qs.stats.conditional_value_at_risk(r, confidence=CONFIDENCE, method="historical")),
+            "var_95_parametric": _float(qs.stats.value_at_risk(r, confidence=CONFIDENCE)),
+        }
+    out["days"] = int(len(r))
+    out["first"] = pd.Timestamp(r.index[0]).date().isoformat() if isinstance(r.index, pd.DatetimeIndex) else None
+    out["last"] = pd.Timestamp(r.index[-1]).date().isoformat() if isinstance(r.index, pd.DatetimeIndex) else None
+    return out
+
+
+def historical_var(returns: pd.Series, confidence: float = CONFIDENCE) -> float:
+    """Historical 1-day VaR: the (1 − confidence) quantile of the daily returns (negative = loss)."""
+    return float(pd.Series(returns, dtype=float).dropna().quantile(1.0 - confidence))
+
+
+def per_asset(returns: pd.DataFrame) -> dict[str, dict]:
+    """`performance` of each column."""
+    return {str(col): performance(returns[col]) for col in returns.columns}
+
+
+def equity_curve(returns: pd.Series) -> np.ndarray:
+    """Growth of 1 from compounding the daily returns (one value per return day)."""
+    return np.cumprod(1.0 + pd.Series(returns, dtype=float).to_numpy())
