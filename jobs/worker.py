@@ -146,6 +146,8 @@ class Worker:
     def _on_error(self, event) -> None:
         if event.job_id == HEARTBEAT_JOB:
             return
+        if not isinstance(event.exception, JobFailed):  # a bug, not a step failure: keep the traceback
+            log.error("job %s crashed", event.job_id, exc_info=event.exception)
         try:
             self.record_failure(event.exception, event.job_id)
         except Exception:  # the store may be down: log, keep scheduling
@@ -193,9 +195,21 @@ class Worker:
                                  "last_seconds": round((ended - started).total_seconds(), 3),
                                  "last_error": error, "last_run_ids": list(run_ids or [])})
 
-    def next_run_times(self) -> dict[str, datetime | None]:
-        """Next run of each job as scheduled now (chained jobs: their leader's)."""
-        leaders = {job.id: getattr(job, "next_run_time", None) for job in self.scheduler.get_jobs()}
+    def next_run_times(self) -> dict[str, datetime | None] | None:
+        """Next run of each job as scheduled now (chained jobs: their leader's); None if the scheduler is busy.
+
+        Called from job threads: `shutdown(wait=True)` holds the job-store lock while it waits for those
+        threads, so the lock is only tried (a blocking `get_jobs()` there would deadlock the shutdown).
+        """
+        lock = getattr(self.scheduler, "_jobstores_lock", None)
+        if lock is not None and not lock.acquire(timeout=1.0):
+            return None
+        try:
+            jobs = self.scheduler.get_jobs()
+        finally:
+            if lock is not None:
+                lock.release()
+        leaders = {job.id: getattr(job, "next_run_time", None) for job in jobs}
         return {spec.id: leaders.get(self.schedule.leader_of(spec.id).id) for spec in self.schedule.jobs}
 
     def heartbeat(self, stopped: bool = False) -> None:
@@ -205,7 +219,9 @@ class Worker:
                    "heartbeat_at": utcnow(), "heartbeat_seconds": self.schedule.heartbeat_seconds,
                    "jobs": self.schedule.ids, "stopped_at": utcnow() if stopped else None}
             if not stopped:
-                doc["next_runs"] = self.next_run_times()
+                upcoming = self.next_run_times()
+                if upcoming is not None:
+                    doc["next_runs"] = upcoming
             self.db[WORKER_STATE].update_one({"_id": "worker"}, {"$set": to_plain(doc)}, upsert=True)
         except Exception:
             log.exception("could not write the worker heartbeat")
@@ -233,6 +249,8 @@ def serve(db, schedule: Schedule) -> int:
                                                         signal.Signals(s).name))
         raise _Stop(name)
 
+    # step failures are logged as one warning line by run_one (APScheduler would add a traceback each time)
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("worker started on %s with jobs: %s", db.describe(), ", ".join(
