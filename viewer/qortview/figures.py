@@ -23,7 +23,7 @@ def _layout(fig: go.Figure, title: str = "", height: int = 360, **kwargs) -> go.
         colorway=COLORWAY, height=height, autosize=True, margin={"l": 56, "r": 20, "t": 40 if title else 16, "b": 44},
         legend={"bgcolor": "rgba(0,0,0,0)", "orientation": "h", "y": -0.2},
     )
-    layout.update(kwargs)
+    layout = {**layout, **kwargs}
     fig.update_layout(**layout)
     fig.update_xaxes(gridcolor="#3B3346", zerolinecolor="#4B4357")
     fig.update_yaxes(gridcolor="#3B3346", zerolinecolor="#4B4357")

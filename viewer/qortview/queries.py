@@ -39,7 +39,9 @@ HINTS = {
 # --------------------------------------------------------------------------- small helpers
 
 def num(value) -> float | None:
-    """`value` as a finite float, else None."""
+    """`value` as a finite float, else None (a `{"vol": x, ...}` result gives x)."""
+    if isinstance(value, dict):
+        value = value.get("vol", value.get("value"))
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -426,7 +428,7 @@ def volatility(db, currency: str) -> dict:
                 ok = w > 0
                 smile["fit_k"] = kk[ok].tolist()
                 smile["fit_iv"] = np.sqrt(w[ok] / t).tolist()
-                smile["fit_rmse"] = num(sl.get("rmse_iv")) or num(sl.get("rmse")) or num(get(sl, "fit", "rmse_iv"))
+                smile["fit_rmse"] = num(sl.get("rmse_vol_points"))
         smiles.append(smile)
     grid = _surface_grid(surface, smiles)
     return {"currency": currency, "snapshot_id": snap["_id"], "timestamp": iso(ts), "smiles": smiles,
@@ -436,15 +438,17 @@ def volatility(db, currency: str) -> dict:
             "diagnostics": _diagnostics(surface)}
 
 
-def _diagnostics(surface: dict | None) -> list[dict]:
+def _diagnostics(surface: dict | None) -> dict:
+    """The surface fit's headline diagnostics (None where the document lacks them)."""
     diag = get(surface, "diagnostics")
     if not isinstance(diag, dict):
-        return []
-    out = []
-    for key, value in diag.items():
-        if isinstance(value, (int, float, str, bool)):
-            out.append({"name": str(key), "value": value})
-    return out[:16]
+        return {}
+    slices = [s for s in (get(surface, "slices") or []) if isinstance(s, dict)]
+    return {"rmse_median_vol_points": num(get(diag, "rmse_vol_points", "median")),
+            "rmse_max_vol_points": num(get(diag, "rmse_vol_points", "max")),
+            "butterfly_ok": get(diag, "butterfly", "ok"), "calendar_ok": get(diag, "calendar", "ok"),
+            "atm_vol_30d": num(diag.get("atm_vol_30d")), "vs_vol_30d": num(diag.get("vs_vol_30d")),
+            "fitted": sum(1 for s in slices if _slice_params(s) is not None), "slices": len(slices)}
 
 
 def _surface_grid(surface: dict | None, smiles: list[dict]) -> dict | None:
@@ -578,8 +582,10 @@ def suggestion_card(doc: dict) -> dict:
             "max_loss_coin": num(_first(m, "max_loss_coin", "max_loss.coin")),
             "max_profit_usd": num(_first(m, "max_profit_usd", "max_profit.usd")),
             "max_loss_usd": num(_first(m, "max_loss_usd", "max_loss.usd")),
-            "max_profit_unbounded": bool(_first(m, "max_profit_unbounded", "max_profit_usd_unbounded") or False),
-            "max_loss_unbounded": bool(_first(m, "max_loss_unbounded", "max_loss_usd_unbounded") or False),
+            "max_profit_usd_unbounded": bool(_first(m, "max_profit_usd_unbounded", "max_profit_unbounded") or False),
+            "max_loss_usd_unbounded": bool(_first(m, "max_loss_usd_unbounded", "max_loss_unbounded") or False),
+            "max_profit_coin_unbounded": bool(_first(m, "max_profit_coin_unbounded", "max_profit_unbounded") or False),
+            "max_loss_coin_unbounded": bool(_first(m, "max_loss_coin_unbounded", "max_loss_unbounded") or False),
             "breakevens_usd": _breakevens(m, "usd"), "breakevens_coin": _breakevens(m, "coin"),
             "pop": num(_first(m, "pop", "probability_of_profit", "pop_usd")),
             "payoff": _payoff(doc),

@@ -239,6 +239,7 @@ class VolState(Base, rx.State):
     info: str = ""
     atm30: str = ""
     surface_note: str = ""
+    fit_line: str = ""
     empty: str = ""
 
     async def _fetch(self):
@@ -260,6 +261,12 @@ class VolState(Base, rx.State):
                 self.atm30 = f.pct(vol.get("atm_vol_30d"))
                 self.info = f"{vol['snapshot_id']} · {len(vol['smiles'])} expiries"
                 self.surface_note = "" if vol["has_surface"] else queries.empty_hint("volatility_surfaces") + " for the SVI fit"
+                d = vol.get("diagnostics") or {}
+                self.fit_line = (f"SVI fit: {d.get('fitted')} of {d.get('slices')} expiries · RMSE median "
+                                 f"{f.number(d.get('rmse_median_vol_points'), 2)} vol pts (max {f.number(d.get('rmse_max_vol_points'), 2)}) · "
+                                 f"butterfly {'ok' if d.get('butterfly_ok') else 'violations'} · calendar "
+                                 f"{'ok' if d.get('calendar_ok') else 'violations'} · 30d ATM (surface) {f.pct(d.get('atm_vol_30d'))} · "
+                                 f"30d var-swap {f.pct(d.get('vs_vol_30d'))}") if d else ""
                 self.term_rows = [Row(t["expiry"], f.days(t["days"]), f.pct(t["atm_iv"]), f.vol_pts(t["rr25"]), f.vol_pts(t["bf25"]),
                                       f.pct(t["call25_iv"]), f.pct(t["put25_iv"]), f.usd0(t["forward_usd"])) for t in vol["term"]]
             self.empty = "" if curs else queries.empty_hint("options_data")
@@ -338,9 +345,9 @@ class SuggestState(Base, rx.State):
 
     @staticmethod
     def _max(card: dict, kind: str) -> str:
-        if card.get(f"max_{kind}_unbounded"):
-            return "unbounded"
-        return f"{f.usd(card.get(f'max_{kind}_usd'))} / {f.coin(card.get(f'max_{kind}_coin'))} coin"
+        usd = "unbounded" if card.get(f"max_{kind}_usd_unbounded") else f.usd(card.get(f"max_{kind}_usd"))
+        coin = "unbounded" if card.get(f"max_{kind}_coin_unbounded") else f.coin(card.get(f"max_{kind}_coin"))
+        return f"{usd} / {coin} coin"
 
     async def _fetch(self):
         data, error, ms = await db.run(queries.suggestions)

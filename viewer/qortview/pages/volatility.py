@@ -14,6 +14,7 @@ def page() -> rx.Component:
                     rx.hstack(stat("ATM vol 30d", S.atm30, "constant maturity, from marks", id="vol-atm30"),
                               rx.text(S.info, size="2", color=MUTED), align="center", spacing="4"),
                     rx.cond(S.surface_note != "", notice(S.surface_note)),
+                    rx.cond(S.fit_line != "", rx.text(S.fit_line, size="2", color=MUTED, id="fit-line")),
                     panel(plot(S.surface_fig, id="surface-plot"), width="100%"),
                     rx.grid(panel(plot(S.smile_fig)), panel(plot(S.term_fig)), columns="2", gap="16px", width="100%"),
                     rx.grid(panel(plot(S.skew_fig)),
