@@ -209,7 +209,12 @@ def test_short_dated_strategies_settle_at_expiry(store):
     assert st["pnl_coin"] == pytest.approx(coin, abs=1e-12)
     assert st["pnl_usd"] == pytest.approx(usd, abs=1e-7)
     assert d["track"][-1].get("settlement") and d["track"][-1]["pnl_usd"] == pytest.approx(usd, abs=1e-7)
-    # the stored max loss/profit bound the settled outcome (USD P/L at expiry, same convention)
+    # the settled outcome is the stored payoff maths at the delivery price (same conventions)
+    from qortcli.quant import payoff, strategies
+
+    legs = strategies.payoff_legs(d["legs"], d["t_years"])
+    assert payoff.pnl_usd(legs, [delivery], d["index_usd"])[0] == pytest.approx(usd, abs=1e-7)
+    assert payoff.pnl_coin(legs, [delivery])[0] == pytest.approx(coin, abs=1e-12)
     m = d["metrics"]
     assert m["max_profit_usd"] + 1e-9 >= st["pnl_usd"]
 

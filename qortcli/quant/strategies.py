@@ -202,6 +202,7 @@ def leg_record(row: pd.Series, side: int, size: float, target: str) -> dict:
         "cross": "ask" if side > 0 else "bid", "price_coin": cross, "price_usd": cross * index,
         "iv": None if pd.isna(row["iv"]) else float(row["iv"]),
         "delta": None if pd.isna(row["delta"]) else float(row["delta"]), "target": target,
+        "delta_source": row.get("delta_source") if isinstance(row.get("delta_source"), str) else None,
         "forward_usd": float(row["forward_usd"]), "t_years": float(row["t_years"]), "index_usd": index,
         "greeks": row.get("greeks") if isinstance(row.get("greeks"), dict) else None,
     }

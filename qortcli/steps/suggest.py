@@ -132,7 +132,7 @@ def iv_level(expiries: pd.DataFrame, tenor_days: float) -> float:
 def choose_expiry(expiries: pd.DataFrame, cfg: dict, code: str | None) -> pd.Series:
     """The expiry given by `code` (e.g. 27MAR26), else the nearest with expiry_min_days..max_days to run."""
     if code:
-        hit = expiries[expiries["code"] == code.strip().upper()]
+        hit = expiries[expiries["code"] == code.strip().upper().lstrip("0")]
         if hit.empty:
             listed = ", ".join(expiries["code"])
             raise UsageError(f"expiry {code} is not listed (unexpired) in the snapshot; listed: {listed}")
@@ -451,8 +451,8 @@ def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
     path = []
     for snap in ops.list_snapshots(db, "options", cur):
         ts = _utc(snap["timestamp"])
-        if ts <= start:
-            continue
+        if ts <= start or (expiries and ts >= expiries[-1]):
+            continue  # before the suggestion, or after its last expiry (the settlement point closes the path)
         found = {d["symbol"]: d for d in db[schema.OPTIONS].find(
             {"snapshot_id": snap["_id"], "symbol": {"$in": symbols}},
             {"symbol": 1, "premium_crypto": 1, "index_price": 1})}
