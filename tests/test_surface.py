@@ -202,6 +202,15 @@ def test_calendar_report_finds_a_constructed_violation():
     assert (drop[(k < rep["violations"][0]["k_ranges"][0][0])] <= sf.CAL_TOL).all()
     assert rep["violations"][0]["max_drop"] == pytest.approx(drop.max())
     assert sf.calendar_report([early, {**late, "params": {**early["params"], "a": 0.02}}])["ok"]
+    # without quotes nothing is "within quoted strikes"; with quotes on [−0.2, 0.3] the quoted part is clipped
+    assert rep["violations"][0]["quoted_k_ranges"] == [] and rep["ok_in_quoted_range"]
+    pts = [[x, 0.5, 0.0, 1.0] for x in np.linspace(-0.2, 0.3, 11)]
+    rep2 = sf.calendar_report([{**early, "points": pts}, {**late, "points": pts}])
+    quoted = rep2["violations"][0]["quoted_k_ranges"]
+    assert quoted and not rep2["ok_in_quoted_range"]
+    assert all(-0.2 - 1e-12 <= lo <= hi <= 0.3 + 1e-12 for lo, hi in quoted)
+    inside = (k >= -0.2) & (k <= 0.3)
+    assert (drop[inside] > 0).any() == bool(quoted)
 
 
 def test_thirty_day_vols_by_hand():

@@ -25,7 +25,8 @@ JAN = FIXTURES / "deribit_options_snapshot_20260111T211857Z.csv"
 runner = CliRunner()
 
 
-def test_run_surface_stores_one_document_per_snapshot(any_db):
+def test_run_surface_stores_one_document_per_snapshot(embedded_db):
+    any_db = embedded_db
     run_collect_file(any_db, BOOK)
     summary = run_surface(any_db)
     assert summary["stored"] == 1
@@ -123,14 +124,11 @@ def test_cli_surface_json_table_and_plot(qort_env, tmp_path):
     assert surf["currency"] == "BTC" and len(surf["expiries_table"]) == 12
     assert surf["atm_vol_30d"]["vol"] > 0 and surf["vs_vol_30d"]["vol"] > 0
 
-    result = runner.invoke(app, ["surface", "--currency", "BTC"])
-    assert result.exit_code == 0, result.output
-    for word in ("ATM", "RR25", "BF25", "RMSE", "30-day", "DVOL"):
-        assert word in result.output
-
     html = tmp_path / "surface.html"
-    result = runner.invoke(app, ["surface", "--plot", str(html)])
+    result = runner.invoke(app, ["surface", "--currency", "BTC", "--plot", str(html)])
     assert result.exit_code == 0, result.output
+    for word in ("ATM", "RR25", "BF25", "RMSE", "30-day", "DVOL", "Plot written"):
+        assert word in result.output
     text = html.read_text()
     assert "plotly" in text.lower() and "BTC-20260313T190015Z" in text
 

@@ -31,6 +31,8 @@ def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
     with handled(st):
         if plot is not None and plot.suffix.lower() not in (".html", ".htm", ".png"):
             raise UsageError(f"--plot {plot}: the file must end in .html or .png")
+        if plot is not None and plot.suffix.lower() == ".png":
+            _require_png_export()
         from qortcli.steps.surface import latest_surface, run_surface
 
         database = open_db(st)
@@ -82,16 +84,35 @@ def _render(console, summary: dict) -> None:
             f"  fitted {surf['fitted']}/{surf['expiries']} expiries, RMSE median {fmt(rmse.get('median'), 3)} / max "
             f"{fmt(rmse.get('max'), 3)} vol pts; skipped vols: {surf['skipped_bad_vol']}; butterfly "
             f"{'[green]ok[/]' if surf['butterfly_ok'] else '[red]ARBITRAGE[/]'}; calendar "
-            f"{'[green]ok[/]' if surf['calendar_ok'] else '[yellow]violations[/]'}")
+            f"{_calendar_word(surf)}")
         for v in surf["calendar_violations"]:
             ranges = ", ".join(f"[{a:.2f}, {b:.2f}]" for a, b in v["k_ranges"])
-            console.print(f"    calendar: w({_day(v['expiry_after'])}) < w({_day(v['expiry_before'])}) at k ∈ {ranges}")
+            quoted = ", ".join(f"[{a:.2f}, {b:.2f}]" for a, b in v["quoted_k_ranges"]) or "none (extrapolation only)"
+            console.print(f"    calendar: w({_day(v['expiry_after'])}) < w({_day(v['expiry_before'])}) at k ∈ {ranges}; "
+                          f"within quoted strikes: {quoted}")
     if summary.get("plot"):
         console.print(f"Plot written to {summary['plot']}")
 
 
+def _calendar_word(surf: dict) -> str:
+    if surf["calendar_ok"]:
+        return "[green]ok[/]"
+    if surf.get("calendar_ok_in_quoted_range"):
+        return "[green]ok within quoted strikes[/] (violations only where SVI extrapolates)"
+    return "[yellow]violations within quoted strikes[/]"
+
+
 def _day(value) -> str:
     return value.strftime("%Y-%m-%d") if hasattr(value, "strftime") else str(value)
+
+
+def _require_png_export() -> None:
+    """Fail before fitting when plotly cannot export PNG here (it needs kaleido, which needs a browser)."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise StepError("--plot FILE.png needs the kaleido package (and a Chrome it can start offline), which "
+                        "is not installed; use --plot FILE.html instead") from None
 
 
 def write_plot(docs: list[dict], path: Path) -> Path:
@@ -99,7 +120,7 @@ def write_plot(docs: list[dict], path: Path) -> Path:
     import numpy as np
     import plotly.graph_objects as go
 
-    from qortcli.quant.svi import svi_total_variance
+    from qortcli.quant.svi import PARAM_NAMES, svi_total_variance
 
     if not docs:
         raise StepError("no surface to plot")
@@ -120,7 +141,7 @@ def write_plot(docs: list[dict], path: Path) -> Path:
                                        name=f"{cur} {label} marks", showlegend=False))
             if s.get("params"):
                 kk = np.linspace(max(-1.0, pts[:, 0].min()), min(1.0, pts[:, 0].max()), 80)
-                vol = np.sqrt(np.maximum(svi_total_variance(kk, *s["params"].values()), 0) / s["t_years"]) * 100
+                vol = np.sqrt(np.maximum(svi_total_variance(kk, *(s["params"][n] for n in PARAM_NAMES)), 0) / s["t_years"]) * 100
                 fig.add_trace(go.Scatter3d(x=kk, y=np.full(kk.size, s["t_years"]), z=vol, mode="lines",
                                            line={"width": 4, "color": "crimson"}, name=f"{cur} {label} SVI"))
     fig.update_layout(title="SVI implied-volatility surface(s): " + ", ".join(d["snapshot_id"] for d in docs),

@@ -34,6 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.integrate import trapezoid
 from scipy.special import ndtr, ndtri
 
 from qortcli.quant.svi import (DENSE_K, G_TOL, PARAM_NAMES, butterfly_report, fit_svi, svi_derivatives,
@@ -257,21 +258,6 @@ def prob_above(strike, forward, t_years, slices):
     return p if p.ndim else float(p)
 
 
-def density_k(k, t_years, slices):
-    """Risk-neutral density of x = ln(S_T/F) at x = k (per unit k): g(k)/√(2πw) · exp(−d2²/2)."""
-    from qortcli.quant.svi import durrleman_g
-
-    k = np.asarray(k, dtype=float)
-    fitted = _fitted(slices)
-    ts, p = _param_matrix(fitted)
-    i = int(np.argmin(np.abs(ts - float(t_years))))
-    w, w1, w2 = svi_derivatives(k, *p[i])
-    g = durrleman_g(k, w, w1, w2)
-    sd = np.sqrt(w)
-    d2 = -k / sd - 0.5 * sd
-    return g / np.sqrt(2 * np.pi * w) * np.exp(-0.5 * d2 * d2)
-
-
 # --------------------------------------------------------------------------------------------------
 # Diagnostics
 
@@ -308,26 +294,41 @@ def smile_stats(fitted: Sequence[dict]) -> list[dict]:
     return [{key: float(v[i]) for key, v in out.items()} for i in range(ts.size)]
 
 
+def _quoted_range(s: dict) -> tuple[float, float]:
+    """The k range of a slice's fitted quotes (weight > 0), or (nan, nan) without points."""
+    pts = np.asarray(s.get("points") or [], dtype=float).reshape(-1, 4)
+    used = pts[pts[:, 3] > 0, 0] if pts.size else np.array([])
+    return (float(used.min()), float(used.max())) if used.size else (np.nan, np.nan)
+
+
 def calendar_report(fitted: Sequence[dict], k_grid=CALENDAR_K) -> dict:
     """Calendar arbitrage between consecutive fitted slices: w_{i+1}(k) < w_i(k) on `k_grid`.
 
-    Returns {ok, violations: [{expiry_before, expiry_after, k_ranges, max_drop}]} (max_drop in total
-    variance).
+    Returns {ok, ok_in_quoted_range, violations: [{expiry_before, expiry_after, k_ranges,
+    quoted_k_ranges, max_drop}]}: `k_ranges` where it fails on the grid, `quoted_k_ranges` the part
+    inside the k range quoted (and fitted) in both expiries — the rest is SVI extrapolation —
+    and max_drop the largest w_i − w_{i+1} (total variance).
     """
     from qortcli.quant.svi import _runs
 
     if len(fitted) < 2:
-        return {"ok": True, "violations": []}
+        return {"ok": True, "ok_in_quoted_range": True, "violations": []}
     ts, p = _param_matrix(fitted)
     kg = np.asarray(k_grid, dtype=float)
     w = svi_total_variance(kg[None, :], *(p[:, i, None] for i in range(5)))
     drop = w[:-1] - w[1:]                                  # > 0 where the later expiry has less variance
+    ranges = [_quoted_range(s) for s in fitted]
     violations = []
     for i in np.flatnonzero((drop > CAL_TOL).any(axis=1)):
         bad = drop[i] > CAL_TOL
+        lo = max(ranges[i][0], ranges[i + 1][0])
+        hi = min(ranges[i][1], ranges[i + 1][1])
+        quoted = bad & (kg >= lo) & (kg <= hi) if np.isfinite(lo) and np.isfinite(hi) else np.zeros_like(bad)
         violations.append({"expiry_before": fitted[i]["expiry"], "expiry_after": fitted[i + 1]["expiry"],
-                           "k_ranges": _runs(kg, bad), "max_drop": float(drop[i].max())})
-    return {"ok": not violations, "violations": violations}
+                           "k_ranges": _runs(kg, bad), "quoted_k_ranges": _runs(kg, quoted),
+                           "max_drop": float(drop[i].max())})
+    return {"ok": not violations, "ok_in_quoted_range": not any(v["quoted_k_ranges"] for v in violations),
+            "violations": violations}
 
 
 def variance_swap_vols(fitted: Sequence[dict]) -> np.ndarray:
@@ -343,7 +344,7 @@ def variance_swap_vols(fitted: Sequence[dict]) -> np.ndarray:
     kg = sd_atm * np.linspace(-20.0, 20.0, 4001)[None, :]                        # ±20 ATM sd, per slice
     w = np.maximum(svi_total_variance(kg, *cols), 1e-300)
     integrand = black76_otm_normalised(kg, w) * np.exp(-kg)
-    var_t = 2.0 * np.trapezoid(integrand, kg, axis=1)
+    var_t = 2.0 * trapezoid(integrand, kg, axis=1)
     return np.sqrt(var_t / ts)
 
 
@@ -369,13 +370,15 @@ def build_surface(slices: list[dict], *, k_grid=GRID_K, n_t: int = GRID_N_T, che
     butterfly results come from each slice's own dense check. Returns
     {"grid": {k, t_years, total_variance, implied_vol}, "diagnostics": {...}}. Each fitted
     slice gains atm_vol, rr25, bf25 (fractions) and the flag "calendar_arbitrage" when it is the later
-    expiry of a calendar violation.
+    expiry of a calendar violation inside the k range quoted in both expiries (violations that lie
+    only in SVI extrapolation are listed in diagnostics.calendar but do not flag the slice).
     """
     fitted = _fitted(slices)
     diagnostics: dict = {"n_slices": len(slices), "n_fitted": len(fitted),
                          "unfitted_expiries": [s["expiry"] for s in slices if s.get("params") is None]}
     if not fitted:
-        diagnostics.update(butterfly={"ok": None, "failing_expiries": []}, calendar={"ok": None, "violations": []},
+        diagnostics.update(butterfly={"ok": None, "failing_expiries": []}, calendar={"ok": None, "ok_in_quoted_range": None,
+                                                                                 "violations": []},
                            term_structure=[], atm_vol_30d=None, vs_vol_30d=None)
         return {"grid": None, "diagnostics": diagnostics}
     stats = smile_stats(fitted)
@@ -383,7 +386,7 @@ def build_surface(slices: list[dict], *, k_grid=GRID_K, n_t: int = GRID_N_T, che
         s.update(atm_vol=st["atm_vol"], rr25=st["rr25"], bf25=st["bf25"], k_call25=st["k_call25"],
                  k_put25=st["k_put25"])
     calendar = calendar_report(fitted, check_k)
-    late = {str(v["expiry_after"]) for v in calendar["violations"]}
+    late = {str(v["expiry_after"]) for v in calendar["violations"] if v["quoted_k_ranges"]}
     for s in fitted:
         if str(s["expiry"]) in late and "calendar_arbitrage" not in s["flags"]:
             s["flags"].append("calendar_arbitrage")

@@ -133,8 +133,10 @@ def summarise(doc: dict) -> dict:
             "skipped_bad_vol": doc["counts"]["skipped_bad_vol"], "input_vol": doc["input_vol"],
             "rmse_vol_points": diag.get("rmse_vol_points"),
             "butterfly_ok": diag["butterfly"]["ok"], "calendar_ok": diag["calendar"]["ok"],
+            "calendar_ok_in_quoted_range": diag["calendar"].get("ok_in_quoted_range"),
             "calendar_violations": [{"expiry_before": v["expiry_before"], "expiry_after": v["expiry_after"],
-                                     "k_ranges": v["k_ranges"]} for v in diag["calendar"]["violations"]],
+                                     "k_ranges": v["k_ranges"], "quoted_k_ranges": v["quoted_k_ranges"]}
+                                    for v in diag["calendar"]["violations"]],
             "atm_vol_30d": diag.get("atm_vol_30d"), "vs_vol_30d": diag.get("vs_vol_30d"),
             "expiries_table": table}
 
