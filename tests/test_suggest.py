@@ -289,3 +289,16 @@ def test_pop_uses_the_stored_surface_distribution(store):
     # a snapshot without a stored surface falls back to the mark smile
     later = doc(db, F2, "BTC", "short_strangle", "20260130")
     assert "mark smile" in later["metrics"]["pop_method"]
+
+
+def test_a_missing_instrument_is_reported_not_guessed(store):
+    from qortcli.steps.suggest import suggest_settings, track_suggestion
+
+    d = doc(store["db"], F0, "BTC", "short_strangle", "20260123")
+    ghost = dict(d, legs=[dict(d["legs"][0], instrument="BTC-23JAN26-999000-C")] + d["legs"][1:])
+    out = track_suggestion(store["db"], ghost, suggest_settings(), datetime(2026, 1, 12, tzinfo=timezone.utc))
+    assert len(out["track"]) == 3
+    for point in out["track"]:
+        assert point["missing"] == ["BTC-23JAN26-999000-C"]
+        assert point["pnl_coin"] is None and point["pnl_usd"] is None
+    assert out["settlement"] is None and out["status"] == "open"  # 23 JAN is after `now`

@@ -40,7 +40,7 @@ from qortcli.quant import regime as reg
 from qortcli.quant import strategies as strat
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import expiry_code, utcnow, year_fraction
+from qortcli.timeutils import BASES, expiry_code, utcnow, year_fraction
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,24 @@ def load_chain(db, snapshot: dict, day_count: str = "ACT/365") -> pd.DataFrame:
     return frame.sort_values(["expiry", "option_type", "strike"]).reset_index(drop=True)
 
 
+def _load_marks(db, snapshot: dict, day_count: str) -> pd.DataFrame:
+    """Just what the IV level needs (expiry, t_years, forward_usd, strike, iv) for one snapshot, vectorised."""
+    docs = ops.snapshot_documents(db, snapshot["_id"], {"_id": 0, "expiry": 1, "strike": 1,
+                                                         "implied_volatility": 1, "forward": 1})
+    if not docs:
+        return pd.DataFrame()
+    frame = pd.DataFrame(docs)
+    expiry = pd.to_datetime(frame["expiry"], utc=True)
+    seconds = (expiry - pd.Timestamp(_utc(snapshot["timestamp"]))).dt.total_seconds().to_numpy()
+    frame = pd.DataFrame({"expiry": expiry, "t_years": seconds / (BASES[day_count] * 86400.0),
+                          "forward_usd": pd.to_numeric(frame["forward"], errors="coerce"),
+                          "strike": pd.to_numeric(frame["strike"], errors="coerce"),
+                          "iv": pd.to_numeric(frame["implied_volatility"], errors="coerce")})
+    frame = frame[frame["t_years"] > 0].copy()
+    frame["forward_usd"] = frame.groupby("expiry")["forward_usd"].transform("median")
+    return frame
+
+
 def expiry_table(chain: pd.DataFrame) -> pd.DataFrame:
     """Per expiry: t_years, days, forward, ATM IV from the marks."""
     out = []
@@ -161,8 +179,8 @@ def _iv_history(db, currency: str, as_of: datetime, cfg: dict, current_sid: str,
         if snap["_id"] == current_sid:
             value = current_value
         else:
-            chain = load_chain(db, snap, cfg["day_count"])
-            value = iv_level(expiry_table(chain), cfg["iv_tenor_days"]) if not chain.empty else float("nan")
+            marks = _load_marks(db, snap, cfg["day_count"])
+            value = iv_level(expiry_table(marks), cfg["iv_tenor_days"]) if not marks.empty else float("nan")
         out.append({"snapshot_id": snap["_id"], "timestamp": ts, "iv": value})
     return out
 
@@ -433,7 +451,8 @@ def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
     """Mark `doc` to market on every later complete snapshot and settle it if all its legs expired.
 
     P/L per point: coin Σ side·size·(value_coin − entry_coin); USD Σ side·size·value_usd − net premium at
-    the entry index. A live leg is valued at its mark (coin; × the snapshot's index in USD), an expired one
+    the entry index. A live leg is valued at its mark (coin; × the snapshot's index in USD: the median
+    `index_price` stamped on the legs' rows, as at entry), an expired one
     at its coin payoff at the delivery price (× the delivery price in USD, converted at expiry), the held
     coin at 1 coin (the index in USD). A live leg missing from a snapshot makes that point's P/L None.
     """
