@@ -415,7 +415,7 @@ class DeribitClient:
         return Retry(total=retries, connect=retries, read=retries, status=retries, other=0,
                      status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"GET"}),
                      backoff_factor=backoff_factor, backoff_jitter=backoff_jitter, backoff_max=backoff_max,
-                     respect_retry_after_header=True, raise_on_status=False)
+                     respect_retry_after_header=True, raise_on_status=True)
 
     @staticmethod
     def _make_session(retry):
@@ -445,6 +445,9 @@ class DeribitClient:
             except requests.exceptions.Timeout:
                 raise DeribitError(f"{method}: timed out after {self.timeout[1]:g} s ({self.base_url})") from None
             except requests.exceptions.ConnectionError as exc:
+                if "timed out" in str(exc).lower():
+                    raise DeribitError(f"{method}: timed out after {self.timeout[1]:g} s, {self.retry.total} "
+                                       f"retries ({self.base_url})") from None
                 raise DeribitError(f"{method}: cannot connect to {self.base_url} ({_reason(exc)})") from None
             except requests.exceptions.RequestException as exc:
                 raise DeribitError(f"{method}: request failed ({_reason(exc)})") from None
@@ -472,12 +475,13 @@ class DeribitClient:
                 raise DeribitError(f"{method}: response has no 'result' field")
             return payload["result"]
 
-    @staticmethod
-    def _decode(method: str, response) -> Any:
+    def _decode(self, method: str, response) -> Any:
         try:
             return response.json()
         except ValueError:
             body = response.text
+            if response.status_code >= 400:
+                raise DeribitError(f"{method}: HTTP {response.status_code} from {self.base_url}") from None
             kind = "empty" if not body.strip() else "truncated or malformed JSON"
             raise DeribitError(f"{method}: {kind} response body (HTTP {response.status_code}, {len(body)} bytes)") from None
 
