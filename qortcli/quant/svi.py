@@ -217,7 +217,7 @@ def _score(k, w, W, m, s, k_arb):
     return a, b, rho, sse / max(float((W * w * w).sum()), 1e-300) + ARB_PENALTY * penalty
 
 
-_LOCAL_U = np.sinh(np.linspace(-3.7, 3.7, 25)) / np.sinh(3.7) * 20.0
+_LOCAL_U = np.sinh(np.linspace(-3.7, 3.7, 41)) / np.sinh(3.7) * 20.0
 
 
 @dataclass
@@ -254,7 +254,7 @@ def fit_svi(k, w, weights=None, *, k_check=None, n_m: int = 17, n_s: int = 13, n
     if k_check is None:
         k_check = np.linspace(min(-3.0, k_lo - 1.0), max(3.0, k_hi + 1.0), 1201)
     k_check = np.asarray(k_check, dtype=float)
-    k_arb = np.linspace(k_check[0], k_check[-1], 41)     # coarser grid while searching
+    k_arb = np.linspace(k_check[0], k_check[-1], 121)     # coarser grid while searching
 
     # Global grid over (m, log σ), then zoom around the best few distinct points
     m_axis = np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, n_m)
