@@ -24,7 +24,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 from datetime import datetime, timezone
 from typing import Any
 
