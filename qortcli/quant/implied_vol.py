@@ -40,6 +40,8 @@ REASONS = {
     MISSING_PRICE: "missing_price",            # price is NaN (e.g. no bid), the rest valid
 }
 
+#: relative price error left by a final Halley step (from its cubic error term) below which it stops
+_PREDICTED_RESIDUAL = 1e-14
 _REASON_NAMES = np.array([REASONS[c] for c in range(len(REASONS))], dtype=object)
 _SQRT2 = np.sqrt(2.0)
 _INV_SQRT2 = 1.0 / np.sqrt(2.0)
@@ -296,12 +298,30 @@ def _halley(s, x, target, lo, hi, region_lower, tol, max_iter):
         factor /= fp
         factor *= -0.5
         factor += 1.0                                    # Halley: divide the Newton step by this
+        halley = (factor > 0.5) & (factor < 2.0)
         np.clip(factor, 0.5, 2.0, out=factor)
         step /= factor
         new = sa - step
         outside = ~((new >= loa) & (new <= hia))         # also NaN steps
         np.abs(step, out=step)
         finished = step <= tol * new
+        # Halley leaves an error K step^3 in s, K = f2^2/(4 f1^2) - f3/(6 f1) (f1, f2, f3: derivatives of f);
+        # f is a log price, so |f1 K| step^3 is the relative price error left: stop once that is negligible
+        c = fpp / fp
+        c += fp                                          # x^2/s^3 - s/4
+        f3 = c + 0.25 * sa
+        f3 *= -3.0 / sa
+        f3 -= 0.25
+        f3 *= fp
+        f3 += fpp * (c - 2.0 * fp)                       # f3 = f2 c + f1 (-3 x^2/s^4 - 1/4) - 2 f1 f2
+        k = fpp / fp
+        k *= k
+        k *= 0.25
+        k -= f3 / (6.0 * fp)
+        k *= fp
+        np.abs(k, out=k)
+        k *= step * step * step
+        finished |= halley & (k <= _PREDICTED_RESIDUAL) & (step <= 1e-3 * new)
         if outside.any():
             oi = np.flatnonzero(outside)
             lo_o, hi_o = loa[oi], hia[oi]
