@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
@@ -47,7 +48,7 @@ def _render(console, summary: dict) -> None:
         for col in extra["columns"]:
             table.add_column(col)
         for row in extra["rows"]:
-            table.add_row(*[fmt(v) for v in row])
+            table.add_row(*[escape(fmt(v)) for v in row])
         console.print(table)
 
     runs = Table(title="Last runs", title_justify="left")
@@ -58,7 +59,7 @@ def _render(console, summary: dict) -> None:
         colour = {"ok": "green", "failed": "red", "missed": "yellow", "running": "cyan"}.get(status, "white")
         detail = run.get("error") or ", ".join(f"{k}={v}" for k, v in (run.get("counts") or {}).items())
         runs.add_row(run["step"], run.get("trigger", ""), fmt(run.get("started_at")), fmt(run.get("seconds")),
-                     f"[{colour}]{status}[/]", detail)
+                     f"[{colour}]{escape(status)}[/]", escape(detail))
     if not summary["last_runs"]:
         runs.add_row("–", "", "", "", "", "no runs recorded yet")
     console.print(runs)
