@@ -241,8 +241,9 @@ def test_sparse_expiry_is_flagged_and_bad_vols_counted():
     expiry = chain["expiry"].max()
     sparse = chain[(chain["expiry"] != expiry) | (chain["strike"].isin([60_000, 70_000, 80_000, 90_000]))].copy()
     sparse.loc[sparse.index[:7], "iv"] = [np.nan, 0.0, -0.1, np.nan, 0.0, np.nan, np.nan]
+    sparse.loc[sparse.index[7], "forward"] = np.nan                     # a row without a forward
     res = sf.fit_surface(sparse)
-    assert res["counts"]["skipped_bad_vol"] == 7
+    assert res["counts"]["skipped_bad_vol"] == 7 and res["counts"]["skipped_bad_row"] == 1
     last = res["slices"][-1]
     assert last["params"] is None and "insufficient_quotes" in last["flags"]
     assert 0 < len(last["points"]) < 5 and all(len(p) == 4 for p in last["points"])

@@ -100,11 +100,16 @@ def fit_chain(chain: pd.DataFrame, *, min_points: int = MIN_POINTS, weighting: s
     if weighting not in ("vega", "open_interest", "equal"):
         raise ValueError(f"unknown weighting {weighting!r}: use vega, open_interest or equal")
     df = chain.copy()
+    num = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in ("strike", "forward", "t_years")}
+    bad_row = ~(np.isfinite(num["strike"]) & (num["strike"] > 0) & np.isfinite(num["forward"])
+                & (num["forward"] > 0) & np.isfinite(num["t_years"]))
     iv = pd.to_numeric(df["iv"], errors="coerce").to_numpy(dtype=float)
-    bad_vol = ~np.isfinite(iv) | (iv <= 0)
-    counts = {"rows": int(len(df)), "skipped_bad_vol": int(bad_vol.sum())}
-    df = df.loc[~bad_vol].copy()
-    df["iv"] = iv[~bad_vol]
+    bad_vol = (~np.isfinite(iv) | (iv <= 0)) & ~bad_row
+    counts = {"rows": int(len(df)), "skipped_bad_row": int(bad_row.sum()), "skipped_bad_vol": int(bad_vol.sum())}
+    keep = ~(bad_vol | bad_row)
+    df = df.loc[keep].copy()
+    iv = iv[keep]
+    df["iv"] = iv
     df["forward_expiry"] = df.groupby("expiry")["forward"].transform("median")
     strike = df["strike"].to_numpy(dtype=float)
     fwd = df["forward_expiry"].to_numpy(dtype=float)
