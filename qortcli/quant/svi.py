@@ -15,9 +15,12 @@ constraints 0 ≤ |d| ≤ c, c + |d| ≤ 1.9σ — a quadrilateral in (c, d) —
 enumerating the interior, edge and vertex candidates of its KKT conditions, vectorised over many
 (m, σ) at once. The outer 2-D problem in (m, σ) is searched on a log/linear grid and then refined by
 successive zoomed grids around the best few points (a multi-start search without Python loops per
-candidate). Candidates are ranked by weighted squared error plus a heavy penalty on butterfly
-arbitrage (Durrleman's g(k) < 0 on a k grid) and on negative minimum variance. If the result still
-has g < 0 on the dense check grid, a 5-parameter penalised least-squares polish removes it.
+candidate). Candidates are ranked by relative weighted squared error plus a heavy linear penalty on
+butterfly arbitrage (Durrleman's g(k) < G_MARGIN on 121 points of the check range and 41 points
+around each candidate's vertex m ± 20σ) and on negative minimum variance. The winner is verified on
+the dense check grid (`butterfly_report`: 1201 points, vertex refinement, every local minimum of g
+refined between its neighbours); if g < 0 anywhere, a 5-parameter penalised least-squares polish
+(`_polish`) removes it.
 
 Everything is pure numpy/scipy: no I/O.
 """
@@ -237,9 +240,9 @@ def fit_svi(k, w, weights=None, *, k_check=None, n_m: int = 17, n_s: int = 13, n
 
     `weights` (≥ 0, same length) multiply the squared total-variance residuals; default equal.
     `polish=True` always runs the final 5-parameter least-squares polish (otherwise only when the
-    grid optimum has arbitrage). `k_check` is the grid on which Durrleman's g ≥ 0 is enforced and verified (default: [−3, 3]
-    widened to cover the data by 1.0 on each side, 1201 points). Returns an `SVIFit`; its `butterfly["ok"]` is
-    False only if no arbitrage-free slice was found.
+    grid optimum has arbitrage). `k_check` is the grid on which Durrleman's g ≥ 0 is enforced and
+    verified (default: [−3, 3] widened to cover the data by 1.0 on each side, 1201 points). Returns an
+    `SVIFit`; its `butterfly["ok"]` is False only if no arbitrage-free slice was found.
     """
     k = np.asarray(k, dtype=float)
     w = np.asarray(w, dtype=float)
