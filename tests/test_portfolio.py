@@ -226,3 +226,23 @@ def test_walk_forward_fits_only_on_the_past_and_holds_buy_and_hold(window_return
 def test_walk_forward_of_equal_weights_equals_its_benchmark(window_returns):
     wf = qp.walk_forward(window_returns, lambda w: pd.Series(1 / w.shape[1], index=w.columns), "quarterly", 200)
     assert np.allclose(wf.returns.to_numpy(), wf.benchmark.to_numpy(), rtol=0, atol=1e-15)
+
+
+def test_asset_level_sector_cap_on_mean_risk_models(window_returns):
+    bounds = qp.Bounds(max_asset=0.25, max_group=0.45, groups=SECTORS)
+    for model, rm in (("min-risk", "CVaR"), ("max-sharpe", "MV"), ("risk-parity", "CDaR")):
+        w = qp.optimize_weights(window_returns, model, rm, bounds)
+        sums = w.groupby(pd.Series(SECTORS)[w.index].to_numpy()).sum()
+        assert abs(w.sum() - 1) <= 1e-9 and (w <= 0.25 + 1e-12).all() and (sums <= 0.45 + 1e-12).all(), model
+
+
+def test_polish_removes_solver_slack_but_rejects_real_breaches():
+    bounds = qp.Bounds(max_asset=0.4, max_group=0.6, groups={"A": "x", "B": "x", "C": "y", "D": "y"})
+    slack = pd.Series({"A": 0.4 + 3e-9, "B": 0.2, "C": 0.25, "D": 0.15 - 3e-9})  # solver-size breach of A's cap
+    w = qp._polish(slack, bounds, "test")
+    assert abs(w.sum() - 1) <= 1e-15 and w["A"] <= 0.4 and w["A"] + w["B"] <= 0.6 + 1e-15
+    assert np.allclose(w.to_numpy(), slack.to_numpy(), atol=1e-8)
+    with pytest.raises(qp.OptimizationError, match=r"did not meet --max-asset 0\.4"):
+        qp._polish(pd.Series({"A": 0.45, "B": 0.1, "C": 0.25, "D": 0.2}), bounds, "test")
+    with pytest.raises(qp.OptimizationError, match="no usable weights"):
+        qp._polish(pd.Series({"A": np.nan, "B": 0.1, "C": 0.25, "D": 0.2}), bounds, "test")

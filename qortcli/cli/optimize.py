@@ -1,14 +1,185 @@
-"""`qortcli optimize`: not built yet (issue #6)."""
+"""`qortcli optimize`: portfolios with riskfolio-lib across assets or sectors, quantstats metrics."""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List, Optional
+
 import typer
+from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import not_built
+from qortcli.cli.common import DbOption, JsonOption, emit, fmt, handled, open_db, state
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def optimize(ctx: typer.Context) -> None:
-    """Optimise sector portfolios (riskfolio-lib) and compute risk metrics (quantstats)."""
-    not_built("optimize", 6)
+class Model(str, Enum):
+    hrp = "hrp"
+    herc = "herc"
+    max_sharpe = "max-sharpe"
+    min_risk = "min-risk"
+    risk_parity = "risk-parity"
+
+
+class RiskMeasure(str, Enum):
+    MV = "MV"
+    CVaR = "CVaR"
+    CDaR = "CDaR"
+    MDD = "MDD"
+
+
+class Rebalance(str, Enum):
+    weekly = "weekly"
+    monthly = "monthly"
+    quarterly = "quarterly"
+
+
+@app.command()
+def optimize(
+    ctx: typer.Context,
+    model: Annotated[Optional[Model], typer.Option(
+        "--model", "-m", help="hrp, herc (riskfolio HCPortfolio), max-sharpe, min-risk, risk-parity (riskfolio "
+                              "Portfolio). Default from [optimize] settings: hrp.", case_sensitive=False)] = None,
+    risk_measure: Annotated[Optional[RiskMeasure], typer.Option(
+        "--risk-measure", "-r", help="MV (variance), CVaR, CDaR (95%) or MDD (max drawdown). risk-parity: not MDD.",
+        case_sensitive=False)] = None,
+    by_sector: Annotated[bool, typer.Option(
+        "--by-sector", help="Two levels: the model across sector return series (each sector's assets weighted by "
+                            "the model within the sector), then within each sector.")] = False,
+    max_sector: Annotated[Optional[float], typer.Option(
+        "--max-sector", help="Cap on each sector's total weight, fraction (0.4 = 40%).")] = None,
+    max_asset: Annotated[Optional[float], typer.Option("--max-asset", help="Cap on each asset's weight, fraction.")] = None,
+    min_asset: Annotated[Optional[float], typer.Option("--min-asset", help="Floor on each asset's weight, fraction.")] = None,
+    rebalance: Annotated[Optional[Rebalance], typer.Option(
+        "--rebalance", help="Walk-forward backtest: refit on the trailing --lookback days at each period start "
+                            "and hold to the next; out-of-sample metrics stored beside the in-sample ones.")] = None,
+    lookback: Annotated[Optional[int], typer.Option(
+        "--lookback", min=2, help="Trailing fit window of the walk-forward, calendar days (default 365).")] = None,
+    start: Annotated[Optional[str], typer.Option("--start", help="First day of returns, YYYY-MM-DD (UTC).")] = None,
+    end: Annotated[Optional[str], typer.Option("--end", help="Last day of returns, YYYY-MM-DD (UTC).")] = None,
+    asset: Annotated[Optional[List[str]], typer.Option(
+        "--asset", "-a", help="Only these tickers (repeat, or comma-separated). Default: every stored symbol.")] = None,
+    min_history: Annotated[Optional[int], typer.Option(
+        "--min-history", min=2, help="Exclude assets with fewer daily returns than this (default 365).")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="portfolio_id to store under (default from model and parameters, e.g. hrp-assets).")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        "--report", help="Write a quantstats HTML tearsheet (vs the equal-weight benchmark; offline).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Optimise a crypto portfolio from stored daily closes and store it with its risk metrics.
+
+    Weights are fractions of the portfolio. Metrics use 365 periods a year. The previous allocation of the
+    same portfolio is compared and the changes shown as rebalancing suggestions.
+
+    Examples:
+
+      qortcli optimize --model hrp
+
+      qortcli optimize --model min-risk --risk-measure CVaR --by-sector --max-sector 0.4 --rebalance monthly
+
+      qortcli optimize --model max-sharpe --max-asset 0.25 --report hrp.html --json
+    """
+    from qortcli.steps.optimize import run_optimize
+
+    st = state(ctx, db, as_json)
+    with handled(st):
+        tickers = [t.strip().upper() for item in (asset or []) for t in item.split(",") if t.strip()] or None
+        database = open_db(st)
+        summary = run_optimize(
+            database, model=model.value if model else None, by_sector=by_sector,
+            risk_measure=risk_measure.value if risk_measure else None, max_sector=max_sector, max_asset=max_asset,
+            min_asset=min_asset, rebalance=rebalance.value if rebalance else None, start=start, end=end,
+            assets=tickers, min_history_days=min_history, lookback_days=lookback, portfolio_id=name, report=report)
+        emit(st, summary, _render)
+
+
+def _pct(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _bar(weight: float, biggest: float, width: int = 30) -> str:
+    n = 0 if biggest <= 0 else int(round(width * weight / biggest))
+    return "█" * n
+
+
+METRIC_ROWS = (("total_return", "total return", _pct), ("cagr", "CAGR", _pct), ("volatility", "volatility (ann.)", _pct),
+               ("sharpe", "Sharpe", fmt), ("sortino", "Sortino", fmt), ("calmar", "Calmar", fmt), ("omega", "Omega", fmt),
+               ("max_drawdown", "max drawdown", _pct), ("var_95", "VaR 95% (1 day, hist.)", lambda v: _pct(v, 2)),
+               ("cvar_95", "CVaR 95% (1 day, hist.)", lambda v: _pct(v, 2)))
+
+
+def _render(console, s: dict) -> None:
+    data = s["data"]
+    console.print(f"[bold]{s['portfolio_id']}[/]  model {s['model']} ({s['params']['risk_measure']}), "
+                  f"{len(s['weights'])} assets, {data['days']} daily returns {data['first']}…{data['last']}"
+                  + (f", {data['dropped_days']} days dropped for gaps" if data["dropped_days"] else ""))
+    weights = Table(title="Weights", title_justify="left")
+    for col, just in (("asset", "left"), ("sector", "left"), ("weight", "right"), ("", "left")):
+        weights.add_column(col, justify=just)
+    biggest = max(s["weights"].values())
+    for name, w in sorted(s["weights"].items(), key=lambda kv: -kv[1]):
+        weights.add_row(name, s["sectors"].get(name, ""), _pct(w, 2), f"[cyan]{_bar(w, biggest)}[/]")
+    console.print(weights)
+
+    sectors = Table(title="Sector weights", title_justify="left")
+    for col, just in (("sector", "left"), ("weight", "right"), ("", "left")):
+        sectors.add_column(col, justify=just)
+    top = max(s["sector_weights"].values())
+    for name, w in s["sector_weights"].items():
+        sectors.add_row(name, _pct(w, 2), f"[magenta]{_bar(w, top)}[/]")
+    console.print(sectors)
+
+    m = s["metrics"]
+    oos = m.get("out_of_sample")
+    table = Table(title="Metrics (daily returns, 365 periods a year, rf 0)", title_justify="left")
+    table.add_column("metric")
+    columns = [("portfolio (in-sample)", m["portfolio"]), ("equal weight", m["benchmark"])]
+    if oos:
+        columns += [("portfolio (walk-forward)", oos["portfolio"]), ("equal weight (walk-forward)", oos["benchmark"])]
+    for title, _ in columns:
+        table.add_column(title, justify="right")
+    for key, label, render in METRIC_ROWS:
+        table.add_row(label, *[render(values.get(key)) for _, values in columns])
+    table.add_row("days", *[str(values.get("days")) for _, values in columns])
+    console.print(table)
+
+    assets = Table(title="Assets (in-sample)", title_justify="left")
+    for col in ("asset", "CAGR", "volatility", "Sharpe", "Sortino", "max drawdown", "CVaR 95%"):
+        assets.add_column(col, justify="left" if col == "asset" else "right")
+    for name, values in m["assets"].items():
+        assets.add_row(name, _pct(values["cagr"]), _pct(values["volatility"]), fmt(values["sharpe"]),
+                       fmt(values["sortino"]), _pct(values["max_drawdown"]), _pct(values["cvar_95"], 2))
+    console.print(assets)
+
+    bt = s["backtest"]
+    console.print(f"Backtest: {bt['kind']}, {bt['days']} days {fmt(bt['first'])[:10]}…{fmt(bt['last'])[:10]}: "
+                  f"growth of 1 → {bt['final_equity']:.3f} (equal weight {bt['final_benchmark_equity']:.3f})"
+                  + (f", {bt['rebalances']} rebalances" if bt["rebalances"] else ""))
+
+    if s["excluded"]:
+        excluded = Table(title="Excluded assets", title_justify="left")
+        excluded.add_column("asset")
+        excluded.add_column("reason")
+        for row in s["excluded"]:
+            excluded.add_row(row["symbol"], row["reason"])
+        console.print(excluded)
+
+    plan = s.get("rebalancing")
+    if plan:
+        changes = Table(title=f"Rebalancing vs {fmt(plan['previous_timestamp'])} UTC — turnover {_pct(plan['turnover'], 2)}",
+                        title_justify="left")
+        for col, just in (("asset", "left"), ("previous", "right"), ("new", "right"), ("change", "right"),
+                          ("suggestion", "left")):
+            changes.add_column(col, justify=just)
+        for row in plan["changes"]:
+            colour = {"buy": "green", "sell": "red"}.get(row["action"], "white")
+            changes.add_row(row["asset"], _pct(row["previous"], 2), _pct(row["new"], 2),
+                            f"{100 * row['change']:+.2f}%", f"[{colour}]{row['action']}[/]")
+        console.print(changes)
+    else:
+        console.print("No previous allocation of this portfolio: nothing to rebalance against.")
+    if s.get("report"):
+        console.print(f"Tearsheet written to {s['report']}")
+    console.print(f"Stored as {s['portfolio_id']} at {fmt(s['timestamp'])} UTC ({s['seconds']} s).")

@@ -301,13 +301,13 @@ def _polish(weights: pd.Series, bounds: Bounds, label: str) -> pd.Series:
         if abs(residual) <= 1e-15:
             break
         if residual > 0:
-            slack = (w < hi).to_numpy()
+            slack = np.array(w < hi, dtype=bool)
             if group_of is not None:
                 sums = w.groupby(group_of.to_numpy()).sum()
                 full = set(sums.index[sums >= bounds.max_group])
-                slack &= ~group_of.isin(full).to_numpy()
+                slack = slack & ~np.array(group_of.isin(full), dtype=bool)
         else:
-            slack = (w > lo).to_numpy()
+            slack = np.array(w > lo, dtype=bool)
         if not slack.any():
             break
         base = w[slack]

@@ -1,0 +1,303 @@
+"""The optimize step: stored daily closes → riskfolio allocation + quantstats metrics → `portfolio_data`.
+
+`run_optimize(db, model="hrp", ...)` reads `price_data` (close, else price_usd; one document per symbol
+per UTC day), builds aligned daily simple returns (`qortcli.quant.portfolio.daily_returns`), allocates
+with the chosen model across assets or across sectors (two levels), measures the result with quantstats
+(365 periods a year), optionally walks it forward (`rebalance`), compares it with the previous
+allocation of the same `portfolio_id`, and writes one `portfolio_data` document through
+`ops.upsert_many` inside `recorded_run`. An infeasible or failed solve is a StepError naming the model
+and the constraint; nothing is stored then.
+
+In-sample metrics apply the final weights to the whole window with daily rebalancing (R @ w); the
+walk-forward (out-of-sample) ones hold each month's weights buy-and-hold (see quant/portfolio.py).
+The benchmark is equal weight over the same assets (daily-rebalanced in-sample, rebalanced on the
+walk-forward dates out-of-sample).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from qortcli.errors import StepError, UsageError
+from qortcli.store import ops, schema
+from qortcli.store.runs import recorded_run
+from qortcli.timeutils import utcnow
+
+DEFAULTS = {"model": "hrp", "risk_measure": "MV", "min_history_days": 365, "lookback_days": 365,
+            "rebalance_threshold": 0.005}
+UNCLASSIFIED = "Unclassified"
+
+
+def settings() -> dict:
+    """The [optimize] section of the settings over the built-in defaults."""
+    from qortcli.config import get_settings
+
+    merged = dict(DEFAULTS)
+    merged.update(get_settings().section("optimize"))
+    return merged
+
+
+def portfolio_id_for(model: str, by_sector: bool, risk_measure: str = "MV", max_sector: float | None = None,
+                     max_asset: float | None = None, min_asset: float | None = None) -> str:
+    """Stable name of a portfolio from its model and parameters, e.g. "hrp-assets", "min-risk-cvar-sectors-maxsec0.4"."""
+    parts = [model]
+    if risk_measure != "MV":
+        parts.append(risk_measure.lower())
+    parts.append("sectors" if by_sector else "assets")
+    if max_sector is not None:
+        parts.append(f"maxsec{max_sector:g}")
+    if max_asset is not None:
+        parts.append(f"maxasset{max_asset:g}")
+    if min_asset:
+        parts.append(f"minasset{min_asset:g}")
+    return "-".join(parts)
+
+
+def _day(value, what: str) -> pd.Timestamp | None:
+    """A UTC calendar day (tz-naive Timestamp at midnight) from a date, datetime or 'YYYY-MM-DD'."""
+    if value is None or value == "":
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise UsageError(f"{what} must be a date like 2021-01-31, got {value!r}") from None
+    if stamp.tz is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.normalize()
+
+
+def load_closes(db, assets: list[str] | None = None, start: pd.Timestamp | None = None,
+                end: pd.Timestamp | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Wide frame of daily closes (USD; index = UTC days, tz-naive) and each symbol's stored sector."""
+    query: dict = {}
+    if assets:
+        query["symbol"] = {"$in": list(assets)}
+    window: dict = {}
+    if start is not None:  # one day earlier: the first return of the window needs the previous close
+        window["$gte"] = (start - pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=timezone.utc)
+    if end is not None:
+        window["$lte"] = end.to_pydatetime().replace(tzinfo=timezone.utc)
+    if window:
+        query["timestamp"] = window
+    projection = {"_id": 0, "symbol": 1, "timestamp": 1, "close": 1, "price_usd": 1, "sector": 1}
+    rows = list(db[schema.PRICES].find(query, projection))
+    if not rows:
+        return pd.DataFrame(), {}
+    frame = pd.DataFrame(rows)
+    close = frame["close"] if "close" in frame else pd.Series(float("nan"), index=frame.index)
+    if "price_usd" in frame:
+        close = close.where(close.notna(), frame["price_usd"])
+    frame["value"] = pd.to_numeric(close, errors="coerce")
+    frame["day"] = pd.to_datetime(frame["timestamp"], utc=True).dt.tz_localize(None).dt.normalize()
+    wide = frame.pivot_table(index="day", columns="symbol", values="value", aggfunc="last", dropna=False)
+    wide = wide.reindex(columns=sorted(wide.columns))
+    stored = {}
+    if "sector" in frame:
+        stored = frame.dropna(subset=["sector"]).groupby("symbol")["sector"].last().to_dict()
+    return wide, stored
+
+
+def _sector_map(symbols: list[str], stored: dict[str, str], sectors=None) -> dict[str, str | None]:
+    """Sector of each symbol from the taxonomy (`qortcli.sectors`), else the stored one, else None."""
+    from qortcli.sectors import load_sectors
+
+    taxonomy = (sectors or load_sectors()).by_ticker()
+    return {s: (taxonomy[s].sector if s in taxonomy else stored.get(s)) for s in symbols}
+
+
+def previous_allocation(db, portfolio_id: str, before: datetime | None = None) -> dict | None:
+    """The latest stored document of `portfolio_id` (strictly before `before` when given)."""
+    query: dict = {"portfolio_id": portfolio_id}
+    if before is not None:
+        query["timestamp"] = {"$lt": before}
+    found = list(db[schema.PORTFOLIOS].find(query).sort("timestamp", -1).limit(1))
+    return found[0] if found else None
+
+
+def _utc(day: pd.Timestamp) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_measure: str | None = None,
+                 max_sector: float | None = None, max_asset: float | None = None, min_asset: float | None = None,
+                 rebalance: str | None = None, start=None, end=None, assets: list[str] | None = None,
+                 min_history_days: int | None = None, lookback_days: int | None = None,
+                 portfolio_id: str | None = None, report: str | Path | None = None, sectors=None,
+                 now: datetime | None = None) -> dict:
+    """Optimise, measure, store one `portfolio_data` document; returns a JSON-able summary.
+
+    Weights and bounds are fractions of the portfolio (0.4 = 40%). `start`/`end` (inclusive UTC days)
+    bound the returns window; `rebalance` ("weekly"|"monthly"|"quarterly") adds a walk-forward backtest
+    fitted on the trailing `lookback_days`. `report` writes a quantstats HTML tearsheet (offline: the
+    benchmark is the equal-weight series, never a downloaded ticker). `sectors` overrides the taxonomy.
+    """
+    from qortcli.quant import metrics as qm
+    from qortcli.quant import portfolio as qp
+
+    cfg = settings()
+    model = (model or cfg["model"]).lower()
+    risk_measure = risk_measure or cfg["risk_measure"]
+    rm_lookup = {r.lower(): r for r in qp.RISK_MEASURES}
+    risk_measure = rm_lookup.get(str(risk_measure).lower(), risk_measure)
+    min_history_days = int(min_history_days if min_history_days is not None else cfg["min_history_days"])
+    lookback_days = int(lookback_days if lookback_days is not None else cfg["lookback_days"])
+    threshold = float(cfg["rebalance_threshold"])
+    try:
+        qp.validate(model, risk_measure)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if rebalance is not None and rebalance not in qp.REBALANCE_FREQUENCIES:
+        raise UsageError(f"--rebalance must be one of {', '.join(qp.REBALANCE_FREQUENCIES)}, got {rebalance!r}")
+    for name, value in (("--max-sector", max_sector), ("--max-asset", max_asset), ("--min-asset", min_asset)):
+        if value is not None and not 0 <= value <= 1:
+            raise UsageError(f"{name} is a fraction of the portfolio between 0 and 1, got {value:g}")
+    if max_sector is not None and not by_sector and model in qp.HC_MODELS:
+        raise UsageError(f"--max-sector with {model} needs --by-sector (riskfolio's HCPortfolio takes per-asset "
+                         "bounds only)")
+    if min_history_days < 2 or lookback_days < 2:
+        raise UsageError("--min-history and --lookback must be at least 2 days")
+    start_day, end_day = _day(start, "--start"), _day(end, "--end")
+    if start_day is not None and end_day is not None and end_day <= start_day:
+        raise UsageError(f"--end {end_day.date()} is not after --start {start_day.date()}")
+    now = now or utcnow()
+    pid = portfolio_id or portfolio_id_for(model, by_sector, risk_measure, max_sector, max_asset, min_asset)
+    params = {"risk_measure": risk_measure, "by_sector": by_sector, "max_sector": max_sector,
+              "max_asset": max_asset, "min_asset": min_asset, "rebalance": rebalance,
+              "lookback_days": lookback_days if rebalance else None, "min_history_days": min_history_days,
+              "start": start_day.date().isoformat() if start_day is not None else None,
+              "end": end_day.date().isoformat() if end_day is not None else None,
+              "assets": sorted(assets) if assets else None, "periods_per_year": qm.PERIODS,
+              "linkage": {"hrp": qp.HRP_LINKAGE, "herc": qp.HERC_LINKAGE}.get(model),
+              "codependence": qp.CODEPENDENCE if model in qp.HC_MODELS else None,
+              "sector_series": "within-sector model weights" if by_sector else None}
+    clock = time.perf_counter()
+    with recorded_run(db, "optimize", {"model": model, "portfolio_id": pid, **params}) as run:
+        closes, stored_sectors = load_closes(db, assets, start_day, end_day)
+        if closes.empty:
+            raise StepError("no price_data in the store for this selection: run `qortcli collect prices` "
+                            "(or `collect prices --from-csv DIR`) first")
+        excluded: list[dict] = []
+        missing = sorted(set(assets or []) - set(closes.columns))
+        excluded += [{"symbol": s, "reason": "no price_data documents", "returns": 0} for s in missing]
+        sector_of = _sector_map(list(closes.columns), stored_sectors, sectors)
+        if by_sector:
+            unknown = [s for s in closes.columns if not sector_of.get(s)]
+            excluded += [{"symbol": s, "reason": "not in the sector taxonomy", "returns": None} for s in unknown]
+            closes = closes.drop(columns=unknown)
+        try:
+            panel = qp.daily_returns(closes, min_history_days=min_history_days, start=start_day, end=end_day)
+        except ValueError as exc:
+            raise StepError(f"{model}: {exc}") from None
+        excluded += panel.excluded
+        returns = panel.returns
+        included = list(returns.columns)
+        groups = {s: (sector_of.get(s) or UNCLASSIFIED) for s in included}
+        bounds = qp.Bounds(min_asset=min_asset or 0.0, max_asset=max_asset, max_group=max_sector,
+                           groups=groups if max_sector is not None else None)
+
+        def fit(window: pd.DataFrame) -> pd.Series:
+            if by_sector:
+                return qp.optimize_by_sector(window, groups, model, risk_measure, bounds).weights
+            return qp.optimize_weights(window, model, risk_measure, bounds)
+
+        try:
+            if by_sector:
+                allocation = qp.optimize_by_sector(returns, groups, model, risk_measure, bounds)
+                weights, within = allocation.weights, allocation.within
+            else:
+                weights, within = qp.optimize_weights(returns, model, risk_measure, bounds), None
+        except qp.OptimizationError as exc:
+            raise StepError(str(exc)) from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        sector_weights = weights.groupby([groups[a] for a in weights.index]).sum().sort_values(ascending=False)
+
+        in_sample = qp.fixed_weight_returns(returns, weights)
+        benchmark = returns.mean(axis=1).rename("equal_weight")
+        metrics = {"portfolio": qm.performance(in_sample), "benchmark": qm.performance(benchmark),
+                   "assets": qm.per_asset(returns), "out_of_sample": None}
+        backtest = {"kind": "in-sample (final weights, rebalanced daily)", "dates": [_utc(d) for d in returns.index],
+                    "equity": qm.equity_curve(in_sample), "benchmark_equity": qm.equity_curve(benchmark),
+                    "rebalances": []}
+        tear_returns, tear_bench = in_sample, benchmark
+        if rebalance:
+            try:
+                wf = qp.walk_forward(returns, fit, rebalance, lookback_days)
+            except (qp.OptimizationError, ValueError) as exc:
+                raise StepError(f"walk-forward: {exc}") from None
+            metrics["out_of_sample"] = {"portfolio": qm.performance(wf.returns), "benchmark": qm.performance(wf.benchmark),
+                                        "rebalances": len(wf.rebalances),
+                                        "mean_turnover": float(pd.Series([r["turnover"] for r in wf.rebalances[1:]]).mean())
+                                        if len(wf.rebalances) > 1 else None}
+            backtest = {"kind": f"walk-forward ({rebalance}, {lookback_days}-day trailing fit, buy and hold)",
+                        "dates": [_utc(d) for d in wf.returns.index], "equity": qm.equity_curve(wf.returns),
+                        "benchmark_equity": qm.equity_curve(wf.benchmark),
+                        "rebalances": [{"date": _utc(r["date"]), "weights": r["weights"], "turnover": r["turnover"]}
+                                       for r in wf.rebalances]}
+            tear_returns, tear_bench = wf.returns, wf.benchmark
+
+        previous = previous_allocation(db, pid, before=now)
+        new_weights = {a: float(w) for a, w in weights.items()}
+        comparison = None
+        if previous is not None:
+            old = previous.get("weights") or {}
+            comparison = {"previous_timestamp": previous.get("timestamp"),
+                          "turnover": qp.turnover(old, new_weights),
+                          "changes": qp.rebalance_plan(old, new_weights, threshold), "threshold": threshold}
+
+        report_path = None
+        if report:
+            report_path = write_tearsheet(tear_returns, tear_bench, report, title=f"qortfolio {pid}")
+
+        doc = {"portfolio_id": pid, "model": model, "params": params, "timestamp": now, "run_id": run.run_id,
+               "weights": new_weights, "sector_weights": {s: float(w) for s, w in sector_weights.items()},
+               "sectors": groups, "within_sector": within, "metrics": metrics, "backtest": backtest,
+               "excluded": excluded, "data": panel.summary(), "rebalancing": comparison}
+        written = ops.upsert_many(db, schema.PORTFOLIOS, [doc])
+        run.counts.update(assets=len(included), excluded=len(excluded), days=len(returns), written=written,
+                          rebalances=len(backtest["rebalances"]))
+
+    summary = {"step": "optimize", "portfolio_id": pid, "model": model, "params": params, "timestamp": now,
+               "weights": new_weights, "sector_weights": doc["sector_weights"], "sectors": groups,
+               "metrics": metrics, "excluded": excluded, "data": panel.summary(), "rebalancing": comparison,
+               "backtest": {"kind": backtest["kind"], "days": len(backtest["dates"]),
+                            "first": backtest["dates"][0], "last": backtest["dates"][-1],
+                            "final_equity": float(backtest["equity"][-1]),
+                            "final_benchmark_equity": float(backtest["benchmark_equity"][-1]),
+                            "rebalances": len(backtest["rebalances"])},
+               "report": str(report_path) if report_path else None, "stored": written,
+               "seconds": round(time.perf_counter() - clock, 3)}
+    return summary
+
+
+def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: str | Path, title: str) -> Path:
+    """A quantstats HTML tearsheet of `returns` against the equal-weight `benchmark` series (365 periods).
+
+    The benchmark is a Series, so quantstats downloads nothing.
+    """
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import quantstats as qs
+
+    path = Path(path).expanduser()
+    if path.parent and not path.parent.exists():
+        raise UsageError(f"--report: directory {path.parent} does not exist")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            qs.reports.html(returns.rename("portfolio"), benchmark=benchmark.rename("equal weight"),
+                            output=str(path), title=title, periods_per_year=365, rf=0.0)
+        except Exception as exc:  # plotting back-ends raise many kinds
+            raise StepError(f"--report: quantstats could not write the tearsheet: {type(exc).__name__}: {exc}") from None
+    return path
+
+
+__all__ = ["run_optimize", "portfolio_id_for", "load_closes", "previous_allocation", "write_tearsheet",
+           "settings"]
