@@ -122,6 +122,9 @@ def download_daily(symbols: Iterable[str], start: date | datetime, end: date | d
                   group_by="ticker", progress=False, threads=False, multi_level_index=True, timeout=timeout)
     if session is not None:
         kwargs["session"] = session
+    capture = _ErrorCapture()
+    yf_logger = logging.getLogger("yfinance")
+    yf_logger.addHandler(capture)
     try:
         frame = download(symbols, **kwargs)
     except Exception as exc:  # the whole batch failed (rate limit before any symbol, network down)
@@ -129,11 +132,13 @@ def download_daily(symbols: Iterable[str], start: date | datetime, end: date | d
         for sym in symbols:
             result.errors[sym] = message
         return result
-    shared_errors = _yf_errors()
+    finally:
+        yf_logger.removeHandler(capture)
+    shared_errors = {**capture.by_symbol(symbols), **_yf_errors()}
     for sym in symbols:
         part = _ticker_frame(frame, sym, len(symbols))
         if part is None or part.dropna(how="all").empty:
-            result.errors[sym] = shared_errors.get(sym) or shared_errors.get(sym.upper()) or "no data returned (empty frame; delisted or no trading in range?)"
+            result.errors[sym] = shared_errors.get(sym) or "no data returned (empty frame; delisted or no trading in range?)"
             continue
         series = _normalise(part.rename(columns=lambda c: str(c).lower().replace(" ", "_")), sym, "yfinance")
         if series.bars.empty:
@@ -160,14 +165,39 @@ def _ticker_frame(frame, symbol: str, n_symbols: int) -> pd.DataFrame | None:
     return frame if n_symbols == 1 else None
 
 
+class _ErrorCapture(logging.Handler):
+    """Collects yfinance's ERROR log lines: `download` reports per-ticker failures as "['SYM', ...]: reason"."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(record.getMessage())
+        except Exception:  # pragma: no cover - never let logging break a download
+            pass
+
+    def by_symbol(self, symbols: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for line in self.lines:
+            if not line.startswith("[") or "]: " not in line:
+                continue
+            names, reason = line.split("]: ", 1)
+            for sym in symbols:
+                if f"'{sym.upper()}'" in names:
+                    found.setdefault(sym, reason.strip().splitlines()[0][:200])
+        return found
+
+
 def _yf_errors() -> dict[str, str]:
     """yfinance keeps per-ticker failures of the last `download` in `yfinance.shared._ERRORS`."""
     try:
         from yfinance import shared
     except ImportError:  # pragma: no cover
         return {}
-    errors = getattr(shared, "_ERRORS", {}) or {}
-    return {str(k): _error_line(v) for k, v in errors.items()}
+    errors = getattr(shared, "_ERRORS", {}) or {}  # yfinance < 1.x kept per-ticker errors here
+    return {str(k): _error_line(v) for k, v in errors.items() if v}
 
 
 def _error_line(exc) -> str:

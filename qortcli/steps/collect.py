@@ -265,14 +265,18 @@ def run_collect_prices(db, sector: str | None = None, since: str | date | None =
                     up_to_date.append(coin.ticker)
                 else:
                     starts[coin.yahoo] = start
-            if starts:
-                result = yahoo_src.download_daily(list(starts), min(starts.values()), end=today + timedelta(days=1),
-                                                  download=download)
-                by_yahoo = {c.yahoo: c for c in members}
+            # One batched download per sector (per distinct start day: after the first run all the
+            # sector's symbols share the same "day after the last stored one").
+            batches: dict[date, list[str]] = {}
+            for yahoo_symbol, start in starts.items():
+                batches.setdefault(start, []).append(yahoo_symbol)
+            by_yahoo = {c.yahoo: c for c in members}
+            for start, batch in sorted(batches.items()):
+                result = yahoo_src.download_daily(batch, start, end=today + timedelta(days=1), download=download)
                 for yahoo_symbol, message in result.errors.items():
                     errors[yahoo_symbol] = message
                 for yahoo_symbol, series in result.series.items():
-                    cutoff = datetime.combine(starts[yahoo_symbol], datetime.min.time(), tzinfo=timezone.utc)
+                    cutoff = datetime.combine(start, datetime.min.time(), tzinfo=timezone.utc)
                     series.bars = series.bars[series.bars.index >= cutoff]
                     if series.bars.empty:
                         up_to_date.append(by_yahoo[yahoo_symbol].ticker)
