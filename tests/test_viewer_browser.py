@@ -148,8 +148,9 @@ def browser(server):
         b.close()
 
 
-def open_page(browser, url: str, route: str, name: str, ready_selector: str):
-    """Open `route`, wait for the page's own backend data and `ready_selector`; screenshot; returns the page."""
+def open_page(browser, url: str, route: str, name: str, ready_selector: str, plots: int = 0):
+    """Open `route`, wait for the page's own backend data, `ready_selector` and `plots` drawn plotly charts;
+    screenshot; returns the page."""
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     clock = time.perf_counter()
     page.goto(url + route, wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
@@ -158,6 +159,9 @@ def open_page(browser, url: str, route: str, name: str, ready_selector: str):
     page.wait_for_selector(ready_selector, timeout=PAGE_TIMEOUT_MS)
     content_s = time.perf_counter() - clock
     load_ms = page.get_attribute("#load-status", "data-load-ms")
+    if plots:  # plotly's bundle loads lazily: wait until the charts are drawn
+        page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {plots}",
+                               timeout=PAGE_TIMEOUT_MS)
     error = page.locator("#error")
     assert error.count() == 0, f"{route} shows an error: {error.inner_text()}"
     page.wait_for_timeout(1500)  # let plotly finish drawing before the screenshot
@@ -213,9 +217,10 @@ def test_chain_shows_store_instruments_with_their_marks(browser, server, seeded)
 
 
 def test_volatility_shows_the_surface_and_term_structure(browser, server, seeded):
-    page = open_page(browser, server, "/volatility", "volatility", "#term-table tbody tr")
+    page = open_page(browser, server, "/volatility", "volatility", "#term-table tbody tr", plots=4)
     text = page.inner_text("body")
     assert page.locator("#surface-plot .main-svg, #surface-plot canvas").count() > 0
+    assert page.locator("#surface-plot .gl-container, #surface-plot canvas").count() > 0  # the 3D scene
     surface = seeded["surface"]
     if "surface" in seeded["skipped_steps"] or surface is None:
         pytest.fail("the surface step did not store a surface for the latest BTC snapshot")
@@ -230,7 +235,7 @@ def test_portfolio_shows_weights_and_metrics(browser, server, seeded):
     doc = seeded["portfolio"]
     if doc is None:
         pytest.fail("the optimize step stored no portfolio")
-    page = open_page(browser, server, "/portfolio", "portfolio", "#weights-table tbody tr")
+    page = open_page(browser, server, "/portfolio", "portfolio", "#weights-table tbody tr", plots=3)
     symbol, weight = max(doc["weights"].items(), key=lambda kv: kv[1])
     weights = page.inner_text("#weights-table")
     assert symbol in weights and pct(weight, 2) in weights
@@ -241,7 +246,7 @@ def test_portfolio_shows_weights_and_metrics(browser, server, seeded):
 def test_suggestions_show_legs_and_track_record(browser, server, seeded):
     if not seeded["suggestions"]:
         pytest.fail("the suggest step stored no suggestion")
-    page = open_page(browser, server, "/suggestions", "suggestions", "#track-table tbody tr")
+    page = open_page(browser, server, "/suggestions", "suggestions", "#track-table tbody tr", plots=1)
     text = page.inner_text("body")
     instruments = {leg.get("instrument") for s in seeded["suggestions"] for leg in s.get("legs", [])}
     assert any(i and i in text for i in instruments), "no suggested leg instrument on the page"

@@ -191,6 +191,11 @@ def test_portfolio_rows_match_the_stored_document(store):
     assert sum(r["weight"] for r in data["assets"]) == pytest.approx(1.0, abs=1e-6)
     assert [r["weight"] for r in data["assets"]] == sorted((r["weight"] for r in data["assets"]), reverse=True)
     assert {r["sector"]: r["weight"] for r in data["sectors"]} == pytest.approx(doc["sector_weights"])
+    from qortcli.sectors import load_sectors
+
+    taxonomy = load_sectors()
+    for row in data["assets"]:  # each asset's sector is the taxonomy's
+        assert row["sector"] == taxonomy.by_ticker()[row["symbol"]].sector
     sharpe = next(m for m in data["metrics"] if m["name"] == "sharpe")
     assert sharpe["portfolio"] == pytest.approx(doc["metrics"]["portfolio"]["sharpe"])
     assert len(data["backtest"]["equity"]) == len(data["backtest"]["dates"]) == len(doc["backtest"]["dates"])

@@ -86,8 +86,10 @@ def surface3d(vol: dict) -> go.Figure:
     """The fitted surface (IV over log-moneyness × days) with the market marks as points."""
     fig = go.Figure()
     grid = vol.get("surface")
+    market = [v for s in vol.get("smiles", []) for v in s["iv"]]
+    cap = 1.25 * max(market) if market else float("inf")  # hide the fit's extrapolated wings beyond the quotes
     if grid:
-        z = [[(100 * v if v is not None else None) for v in row] for row in grid["iv"]]
+        z = [[(100 * v if v is not None and v <= cap else None) for v in row] for row in grid["iv"]]
         fig.add_trace(go.Surface(x=grid["k"], y=grid["days"], z=z, colorscale=[[0, PRIMARY], [0.5, SECONDARY], [1, "#F0ABFC"]],
                                  opacity=0.85, showscale=False, name="SVI surface"))
     xs, ys, zs = [], [], []

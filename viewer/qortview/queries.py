@@ -494,9 +494,12 @@ def portfolio(db, portfolio_id: str | None = None) -> dict | None:
     sectors_of: dict[str, str] = {}
     groups = doc.get("sectors")
     if isinstance(groups, dict):
-        for sector, members in groups.items():
-            for sym in (members or []) if isinstance(members, list) else []:
-                sectors_of[str(sym)] = str(sector)
+        for key, value in groups.items():
+            if isinstance(value, str):  # {symbol: sector}
+                sectors_of[str(key)] = value
+            elif isinstance(value, list):  # {sector: [symbols]}
+                for sym in value:
+                    sectors_of[str(sym)] = str(key)
     weights = doc.get("weights") or {}
     if isinstance(weights, list):  # [{symbol, weight}] shape
         weights = {str(w.get("symbol")): w.get("weight") for w in weights if isinstance(w, dict)}

@@ -9,8 +9,8 @@ from qortview.state import PortfolioState as S
 def page() -> rx.Component:
     return layout(
         S, "Portfolio",
-        rx.cond(S.has_data,
-                rx.vstack(
+        rx.cond(S.loaded & ~S.has_data, notice(S.empty)),
+        rx.vstack(
                     rx.text(S.title, size="2", color=MUTED, id="portfolio-title"),
                     rx.grid(panel(plot(S.asset_fig)), panel(plot(S.sector_fig)), columns="2", gap="16px", width="100%"),
                     rx.grid(panel(rx.heading("Weights by asset", size="4"), table(["asset", "weight", "sector"], S.assets, 3, id="weights-table")),
@@ -24,6 +24,5 @@ def page() -> rx.Component:
                     panel(plot(S.equity_fig), width="100%"),
                     rx.cond(S.excluded.length() > 0,
                             panel(rx.heading("Excluded assets", size="3"), table(["asset", "reason"], S.excluded, 2))),
-                    width="100%", spacing="4"),
-                rx.cond(S.loaded, notice(S.empty), rx.text("loading…", color=MUTED))),
+                    width="100%", spacing="4", display=rx.cond(S.loaded & ~S.has_data, "none", "flex")),
     )

@@ -36,12 +36,11 @@ def card(c: Suggestion, i) -> rx.Component:
 def page() -> rx.Component:
     return layout(
         S, "Suggestions",
-        rx.cond(S.has_data,
-                rx.vstack(
+        rx.cond(S.loaded & ~S.has_data, notice(S.empty)),
+        rx.vstack(
                     rx.flex(rx.foreach(S.cards, card), gap="16px", wrap="wrap", width="100%", id="suggestion-cards"),
                     panel(rx.heading("Track record", size="4"), rx.text(S.track_summary, size="2", color=MUTED, id="track-summary"),
                           table(["strategy", "currency", "expiry", "suggested", "status", "last mark P/L", "settled P/L", "marks"],
                                 S.track, 8, toned=4, id="track-table"), width="100%"),
-                    width="100%", spacing="4"),
-                rx.cond(S.loaded, notice(S.empty), rx.text("loading…", color=MUTED))),
+                    width="100%", spacing="4", display=rx.cond(S.loaded & ~S.has_data, "none", "flex")),
     )
