@@ -137,13 +137,24 @@ def test_delta_25_strikes_solve_black76_forward_delta():
         assert s["atm_vol"] == pytest.approx(vol(0.0), rel=1e-12)
         assert s["rr25"] == pytest.approx(vol(s["k_call25"]) - vol(s["k_put25"]), abs=1e-12)
         assert s["bf25"] == pytest.approx((vol(s["k_call25"]) + vol(s["k_put25"])) / 2 - vol(0.0), abs=1e-12)
-    # the market's own smile near the 25Δ points agrees with the fitted RR within a vol point
-    chain = book_chain()
-    s = next(x for x in fitted if abs(x["t_years"] - 0.2864) < 1e-3)            # 26JUN26
-    pts = np.array(s["points"])
-    market = lambda k: np.interp(k, pts[:, 0], pts[:, 1])                       # noqa: E731
-    assert s["rr25"] == pytest.approx(market(s["k_call25"]) - market(s["k_put25"]), abs=0.01)
-    assert chain is not None
+    # independently: the 25Δ strikes of the market's own smile (linear in k between marks) solved with
+    # brentq on the Black-76 delta give a risk reversal within a vol point of the fitted one
+    for s in (x for x in fitted if x["t_years"] > 0.05):
+        pts = np.array(s["points"])
+        pts = pts[pts[:, 3] > 0]
+        sqrt_t = np.sqrt(s["t_years"])
+
+        def market(k, pts=pts):
+            return np.interp(k, pts[:, 0], pts[:, 1])
+
+        def call_delta(k, market=market, sqrt_t=sqrt_t):
+            sd = market(k) * sqrt_t
+            return norm.cdf(-k / sd + sd / 2)
+
+        kc = brentq(lambda k: call_delta(k) - 0.25, 0.0, pts[-1, 0])
+        kp = brentq(lambda k: call_delta(k) - 0.75, pts[0, 0], 0.0)
+        assert s["rr25"] == pytest.approx(market(kc) - market(kp), abs=0.01), s["expiry"]
+        assert s["k_call25"] == pytest.approx(kc, abs=0.02) and s["k_put25"] == pytest.approx(kp, abs=0.02)
 
 
 def test_implied_vol_at_reproduces_slices_and_interpolates_total_variance_linearly():

@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.integrate import trapezoid
 from scipy.special import ndtr, ndtri
 
-from qortcli.quant.svi import (DENSE_K, G_TOL, PARAM_NAMES, butterfly_report, fit_svi, svi_derivatives,
+from qortcli.quant.svi import (DENSE_K, PARAM_NAMES, fit_svi, svi_derivatives,
                                svi_total_variance)
 
 MIN_POINTS = 5
