@@ -261,3 +261,20 @@ def test_sparse_expiry_is_flagged_and_bad_vols_counted():
     assert res["diagnostics"]["unfitted_expiries"] == [expiry]
     # the surface and its helpers ignore the unfitted slice
     assert sf.implied_vol_at(res, 70_000.0, 73_000.0, last["t_years"]) > 0
+
+
+def test_surface_diagnostics_find_a_known_butterfly_arbitrage():
+    """Axel Vogt's SVI slice (Gatheral & Jacquier 2014) has butterfly arbitrage; a surface made of it and
+    an arbitrage-free slice must report it, with where it fails, and flag only that slice."""
+    vogt = {"expiry": "VOGT", "t_years": 1.0,
+            "params": {"a": -0.0410, "b": 0.1331, "rho": 0.3060, "m": 0.3586, "sigma": 0.4153}}
+    fine = {"expiry": "FINE", "t_years": 0.5, "params": {"a": 0.02, "b": 0.1, "rho": -0.3, "m": 0.0, "sigma": 0.2}}
+    built = sf.build_surface([fine, vogt])
+    bfly = built["diagnostics"]["butterfly"]
+    assert bfly["ok"] is False
+    (failing,) = bfly["failing_expiries"]
+    assert failing["expiry"] == "VOGT" and failing["g_min"] < 0 and failing["k_ranges"]
+    for lo, hi in failing["k_ranges"]:
+        ks = np.linspace(lo, hi, 50)
+        assert (svi.svi_g(ks, vogt["params"]) < 0).all()
+    assert "butterfly_arbitrage" in vogt["flags"] and "butterfly_arbitrage" not in fine["flags"]

@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.integrate import trapezoid
 from scipy.special import ndtr, ndtri
 
-from qortcli.quant.svi import (DENSE_K, PARAM_NAMES, fit_svi, svi_derivatives,
+from qortcli.quant.svi import (DENSE_K, PARAM_NAMES, butterfly_report, fit_svi, svi_derivatives,
                                svi_total_variance)
 
 MIN_POINTS = 5
@@ -386,6 +386,13 @@ def build_surface(slices: list[dict], *, k_grid=GRID_K, n_t: int = GRID_N_T, che
                                                                                  "violations": []},
                            term_structure=[], atm_vol_30d=None, vs_vol_30d=None)
         return {"grid": None, "diagnostics": diagnostics}
+    for s in fitted:                                    # slices built elsewhere: check them here
+        if not s.get("butterfly"):
+            s["butterfly"] = butterfly_report(s["params"])
+            s.setdefault("flags", [])
+            if not s["butterfly"]["ok"] and "butterfly_arbitrage" not in s["flags"]:
+                s["flags"].append("butterfly_arbitrage")
+        s.setdefault("flags", [])
     stats = smile_stats(fitted)
     for s, st in zip(fitted, stats):
         s.update(atm_vol=st["atm_vol"], rr25=st["rr25"], bf25=st["bf25"], k_call25=st["k_call25"],
@@ -399,11 +406,12 @@ def build_surface(slices: list[dict], *, k_grid=GRID_K, n_t: int = GRID_N_T, che
     t_grid = np.linspace(ts[0], ts[-1], n_t) if ts.size > 1 else ts.copy()
     kk, tt = np.meshgrid(np.asarray(k_grid, dtype=float), t_grid)
     w = total_variance_at(fitted, kk, tt)
-    rmse = np.array([s["rmse_vol_points"] for s in fitted], dtype=float)
+    rmse = np.array([s.get("rmse_vol_points", np.nan) for s in fitted], dtype=float)
     vs = variance_swap_vols(fitted)
     atm_w = np.array([st["atm_vol"] ** 2 for st in stats]) * ts
     diagnostics.update(
-        rmse_vol_points={"median": float(np.median(rmse)), "max": float(rmse.max())},
+        rmse_vol_points=({"median": float(np.nanmedian(rmse)), "max": float(np.nanmax(rmse))}
+                         if np.isfinite(rmse).any() else None),
         butterfly={"ok": all(s["butterfly"]["ok"] for s in fitted),
                    "failing_expiries": [{"expiry": s["expiry"], "g_min": s["butterfly"]["g_min"],
                                          "k_ranges": s["butterfly"]["failing_k_ranges"]}
