@@ -99,6 +99,7 @@ def test_term_structure_input_matches_the_csv_marks(store):
     btc = next(c for c in store["by_rules"]["currencies"] if c["currency"] == "BTC")
     reg = btc["regime"]
     assert reg["term_front_expiry"] == "9JAN26" and reg["term_back_expiry"] == "23JAN26"
+    assert reg["term_shape"].startswith("backwardation") and reg["term_slope_per_year"] < 0
     raw = rows(F0, "BTC")
     for code, key in (("9JAN26", "term_front_iv"), ("23JAN26", "term_back_iv")):
         g = raw[raw["instrument_name"].str.contains(f"-{code}-")]

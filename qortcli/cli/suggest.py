@@ -88,7 +88,11 @@ def _render(console, summary: dict) -> None:
         reg = cur["regime"]
         console.print(f"[bold]{cur['currency']}[/] snapshot {cur['snapshot_id']} · expiry {cur['expiry']} · "
                       f"30d ATM IV {fmt(reg['iv_atm_30d'])} · RV30 {fmt(reg['rv_30d'])} "
-                      f"({_dates(reg['rv_start'], reg['rv_end'])}) · RR25 {fmt(reg['rr25'])}", highlight=False)
+                      f"({_dates(reg['rv_start'], reg['rv_end'])}) · term {reg.get('term_front_expiry')}→"
+                      f"{reg.get('term_back_expiry')} {reg.get('term_shape')} · RR25 {fmt(reg['rr25'])} · BF25 "
+                      f"{fmt(reg.get('bf25'))}"
+                      + (f" · surface 30d ATM {fmt(reg['surface_atm_vol_30d'])}" if reg.get("surface_atm_vol_30d") else ""),
+                      highlight=False)
         rules = Table(title="Rules (inputs and thresholds from settings \\[suggest])", title_justify="left")
         for col in ("rule", "fired", "inputs", "threshold", "→ strategies"):
             rules.add_column(col)

@@ -222,6 +222,10 @@ def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expir
         "term_front_iv": float(front["atm_iv"]) if front is not None else None,
         "term_back_expiry": chosen["code"], "term_back_days": float(chosen["days"]),
         "term_back_iv": float(chosen["atm_iv"]),
+        "term_shape": (None if front is None else "backwardation (inverted)" if front["atm_iv"] > chosen["atm_iv"]
+                       else "contango"),
+        "term_slope_per_year": (None if front is None else
+                                float((chosen["atm_iv"] - front["atm_iv"]) / (chosen["t_years"] - front["t_years"]))),
         "skew_expiry": chosen["code"], "rr25": skew["rr"], "bf25": skew["bf"], "call25_iv": skew["call_iv"],
         "put25_iv": skew["put_iv"],
         "term_structure": [{"expiry": r.code, "days": r.days, "atm_iv": r.atm_iv} for r in expiries.itertuples()],
