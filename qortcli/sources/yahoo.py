@@ -122,11 +122,19 @@ def download_daily(symbols: Iterable[str], start: date | datetime, end: date | d
                   group_by="ticker", progress=False, threads=False, multi_level_index=True, timeout=timeout)
     if session is not None:
         kwargs["session"] = session
+    import warnings
+
     capture = _ErrorCapture()
     yf_logger = logging.getLogger("yfinance")
     yf_logger.addHandler(capture)
+    propagate = yf_logger.propagate
+    # yfinance logs each failure itself; unless -v, we report them once, per symbol, in the summary.
+    yf_logger.propagate = logging.getLogger().getEffectiveLevel() < logging.WARNING
     try:
-        frame = download(symbols, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            frame = download(symbols, **kwargs)
     except Exception as exc:  # the whole batch failed (rate limit before any symbol, network down)
         message = _error_line(exc)
         for sym in symbols:
@@ -134,6 +142,7 @@ def download_daily(symbols: Iterable[str], start: date | datetime, end: date | d
         return result
     finally:
         yf_logger.removeHandler(capture)
+        yf_logger.propagate = propagate
     shared_errors = {**capture.by_symbol(symbols), **_yf_errors()}
     for sym in symbols:
         part = _ticker_frame(frame, sym, len(symbols))
