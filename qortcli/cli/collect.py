@@ -47,7 +47,7 @@ def _progress(st: State, what: str):
 @collect_app.command("deribit")
 def deribit(ctx: typer.Context,
             currency: Annotated[Optional[List[str]], typer.Option(
-                "--currency", "-c", help="Currency to collect (repeat for several; default from settings: BTC ETH).")] = None,
+                "--currency", "-c", help="Currency to collect: repeat or comma-separate (default from settings: BTC,ETH).")] = None,
             from_file: Annotated[Optional[Path], typer.Option(
                 "--from-file", help="Import a recorded chain instead of calling Deribit: a get_book_summary_by_currency "
                                     "response (.json), a whole-chain CSV (.csv) or a directory of them.")] = None,
@@ -66,12 +66,13 @@ def deribit(ctx: typer.Context,
             from qortcli.errors import UsageError
 
             raise UsageError("--currency applies to live collection; a --from-file chain carries its own currencies")
+        currencies = [c.strip().upper() for value in (currency or []) for c in value.replace(",", " ").split() if c.strip()]
         database = open_db(st)
         with _progress(st, "deribit") as progress:
             if from_file is not None:
                 summary = run_collect_file(database, from_file, progress=progress)
             else:
-                summary = run_collect_deribit(database, currency, base_url=url, progress=progress)
+                summary = run_collect_deribit(database, currencies or None, base_url=url, progress=progress)
         emit(st, summary, _render_options)
 
 
