@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd

@@ -250,9 +250,7 @@ def test_step_errors(store):
 
 
 def test_cli_suggest_json_and_track(store):
-    from qortcli.cli import app as app_module  # noqa: F401  (registers the commands)
-    from qortcli.cli.app import app
-    import qortcli.cli.suggest  # noqa: F401
+    from qortcli.cli import app  # the package registers every command
 
     runner = CliRunner()
     db = str(store["path"])
