@@ -75,9 +75,9 @@ def main(argv: list[str]) -> int:
           f"(target < {TARGET_S} s)")
     print(f"  whole-chain fit, CPU:  best {min(cpus):.3f} s, median {statistics.median(cpus):.3f} s "
           f"(one process, single-threaded numpy expected; wall > CPU means the machine is busy)")
-    ok = min(walls) < TARGET_S or min(cpus) < TARGET_S
-    print(f"  {'OK' if ok else 'SLOWER THAN TARGET'}: best {'wall' if min(walls) < TARGET_S else 'CPU'} "
-          f"{min(min(walls), min(cpus)):.3f} s vs {TARGET_S} s")
+    verdict = "OK" if min(cpus) < TARGET_S else "SLOWER THAN TARGET"
+    print(f"  {verdict}: one-core CPU best {min(cpus):.3f} s vs target {TARGET_S} s "
+          f"(wall best {min(walls):.3f} s{'' if min(walls) < TARGET_S else ', machine busy'})")
     return 0
 
 
