@@ -279,11 +279,13 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: str | Path, 
 
     The benchmark is a Series, so quantstats downloads nothing.
     """
+    import logging
     import warnings
 
     import matplotlib
 
     matplotlib.use("Agg")
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # "findfont: Arial not found" noise
     import quantstats as qs
 
     path = Path(path).expanduser()
