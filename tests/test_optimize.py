@@ -245,3 +245,14 @@ def test_cli_tables_json_and_offline_tearsheet(store_path, tmp_path, monkeypatch
     assert summary["rebalancing"]["turnover"] >= 0 and len(summary["rebalancing"]["changes"]) == 10
     html = report.read_text()
     assert "<html" in html.lower() and "herc-sectors-maxsec0.5" in html
+
+
+def test_asset_selection_lists_unknown_tickers(db):
+    from qortcli.steps.optimize import run_optimize
+
+    s = run_optimize(db, model="min-risk", assets=["BTC", "ETH", "BNB", "NOPE"], by_sector=True, now=T0)
+    assert set(s["weights"]) == {"BTC", "ETH", "BNB"} and abs(sum(s["weights"].values()) - 1) <= 1e-9
+    assert s["excluded"] == [{"symbol": "NOPE", "reason": "no price_data documents", "returns": 0}]
+    # one asset per sector: each sector's weight is its asset's weight
+    assert s["sector_weights"] == pytest.approx({s["sectors"][a]: w for a, w in s["weights"].items()}, abs=1e-12)
+    assert s["portfolio_id"] == "min-risk-sectors"

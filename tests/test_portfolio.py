@@ -246,3 +246,22 @@ def test_polish_removes_solver_slack_but_rejects_real_breaches():
         qp._polish(pd.Series({"A": 0.45, "B": 0.1, "C": 0.25, "D": 0.2}), bounds, "test")
     with pytest.raises(qp.OptimizationError, match="no usable weights"):
         qp._polish(pd.Series({"A": np.nan, "B": 0.1, "C": 0.25, "D": 0.2}), bounds, "test")
+
+
+@pytest.mark.parametrize("model", qp.MODELS)
+def test_asset_floors_and_caps_at_both_levels(window_returns, model):
+    bounds = qp.Bounds(min_asset=0.05, max_asset=0.3)
+    for w in (qp.optimize_weights(window_returns, model, "MV", bounds),
+              qp.optimize_by_sector(window_returns, SECTORS, model, "MV",
+                                    qp.Bounds(min_asset=0.05, max_asset=0.3, max_group=0.5)).weights):
+        assert abs(w.sum() - 1) <= 1e-9 and (w >= 0.05 - 1e-12).all() and (w <= 0.3 + 1e-12).all(), model
+
+
+def test_hrp_bounds_finish_riskfolios_clip_and_redistribute(window_returns):
+    """Unbounded HRP of BTC/DOGE is inverse variance (~0.94/0.06); with a 0.6 cap and a 0.1 floor the
+    excess 0.34 of BTC moves to DOGE: exactly 0.6/0.4."""
+    pair = window_returns[["BTC", "DOGE"]]
+    inv = 1 / pair.var(ddof=1)
+    assert (inv / inv.sum())["BTC"] > 0.9
+    w = qp.optimize_weights(pair, "hrp", "MV", qp.Bounds(min_asset=0.1, max_asset=0.6))
+    assert w["BTC"] == pytest.approx(0.6, abs=1e-12) and w["DOGE"] == pytest.approx(0.4, abs=1e-12)

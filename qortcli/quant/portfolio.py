@@ -22,7 +22,9 @@ Bounds
     cap, fractions). The hierarchical models take per-asset bounds only (riskfolio's `w_min`/`w_max`);
     group caps on them are applied through the two-level sector model (`optimize_by_sector`).
     Every result is checked: weights are long-only, sum to 1 (within 1e-12 after `_polish`) and respect
-    the bounds; anything else is an `OptimizationError` naming the model and the constraint.
+    the bounds; anything else is an `OptimizationError` naming the model and the constraint. (riskfolio's
+    HRP/HERC meet bounds by clipping and redistributing the excess, at most 100 rounds; `_polish` finishes
+    that same procedure when riskfolio stops short, e.g. two assets with both a floor and a cap.)
 
 Two levels (`optimize_by_sector`)
     1. Within each sector the same model splits the sector's assets (no bounds): weights v_s.
@@ -274,16 +276,18 @@ def violations(weights: pd.Series, bounds: Bounds) -> dict[str, float]:
     return out
 
 
-def _polish(weights: pd.Series, bounds: Bounds, label: str) -> pd.Series:
+def _polish(weights: pd.Series, bounds: Bounds, label: str, strict: bool = True) -> pd.Series:
     """Remove solver slack (≤ TOLERANCE): clip into the bounds and renormalise to sum exactly 1.
 
-    A breach larger than TOLERANCE means the solve did not meet the constraint: OptimizationError.
+    strict: a breach larger than TOLERANCE means the solve did not meet the constraint (OptimizationError).
+    Not strict (hierarchical models, whose bounds riskfolio meets by clipping and redistributing the excess
+    over the assets with room, at most 100 rounds): the same clip-and-redistribute is carried to the end.
     """
     w = weights.astype(float).copy()
     if not np.isfinite(w.to_numpy()).all() or w.sum() <= 0:
         raise OptimizationError(f"{label} returned no usable weights under {bounds.describe()}")
     bad = {k: v for k, v in violations(w / w.sum(), bounds).items() if v > TOLERANCE and k != "sum"}
-    if bad:
+    if bad and strict:
         what = ", ".join(f"{k} off by {v:.2g}" for k, v in bad.items())
         raise OptimizationError(f"{label} did not meet {bounds.describe()} ({what})")
     assets = list(w.index)
@@ -370,7 +374,7 @@ def optimize_weights(returns: pd.DataFrame, model: str = "hrp", risk_measure: st
         raw = _solve_hc(returns, model, risk_measure, bounds, label)
     else:
         raw = _solve_mean_risk(returns, model, risk_measure, bounds, label)
-    return _polish(raw.reindex(assets), bounds, label)
+    return _polish(raw.reindex(assets), bounds, label, strict=model not in HC_MODELS)
 
 
 def _solve_hc(returns: pd.DataFrame, model: str, risk_measure: str, bounds: Bounds, label: str) -> pd.Series:
