@@ -39,7 +39,7 @@ def optimize(
     ctx: typer.Context,
     model: Annotated[Optional[Model], typer.Option(
         "--model", "-m", help="hrp, herc (riskfolio HCPortfolio), max-sharpe, min-risk, risk-parity (riskfolio "
-                              "Portfolio). Default from [optimize] settings: hrp.", case_sensitive=False)] = None,
+                              "Portfolio). Default from the optimize settings: hrp.", case_sensitive=False)] = None,
     risk_measure: Annotated[Optional[RiskMeasure], typer.Option(
         "--risk-measure", "-r", help="MV (variance), CVaR, CDaR (95%) or MDD (max drawdown). risk-parity: not MDD.",
         case_sensitive=False)] = None,
@@ -70,8 +70,7 @@ def optimize(
 ) -> None:
     """Optimise a crypto portfolio from stored daily closes and store it with its risk metrics.
 
-    Weights are fractions of the portfolio. Metrics use 365 periods a year. The previous allocation of the
-    same portfolio is compared and the changes shown as rebalancing suggestions.
+    Weights are fractions of the portfolio; metrics use 365 periods a year. The previous allocation of the same portfolio is compared and the changes shown as rebalancing suggestions.
 
     Examples:
 
