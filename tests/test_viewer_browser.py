@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ def seeded(tmp_path_factory):
     facts["btc_snapshot"] = snap["_id"]
     docs = list(db[schema.OPTIONS].find({"snapshot_id": snap["_id"]}))
     facts["btc_docs"] = {d["symbol"]: d for d in docs}
-    facts["btc_spot"] = docs[0]["index_price"]
+    facts["btc_spot"] = statistics.median(d["index_price"] for d in docs)  # the overview's spot: median over the snapshot
     facts["surface"] = db[schema.SURFACES].find_one({"_id": snap["_id"]})
     found = list(db[schema.PORTFOLIOS].find({}).sort("timestamp", -1).limit(1))
     facts["portfolio"] = found[0] if found else None
