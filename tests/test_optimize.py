@@ -91,7 +91,8 @@ def test_hrp_document_metrics_equal_quantstats_on_the_same_returns(db):
     docs = list(db[schema.PORTFOLIOS].find({}))
     assert len(docs) == 1
     doc = docs[0]
-    assert doc["_id"] == "hrp-assets|20260102T003000Z" and doc["portfolio_id"] == summary["portfolio_id"] == "hrp-assets"
+    assert doc["_id"] == "hrp-assets|20230331T000000Z" and doc["portfolio_id"] == summary["portfolio_id"] == "hrp-assets"
+    assert doc["timestamp"] == datetime(2023, 3, 31, tzinfo=timezone.utc) and doc["computed_at"] == T0
     assert doc["model"] == "hrp" and doc["params"]["risk_measure"] == "MV" and doc["excluded"] == []
     weights = pd.Series(doc["weights"])
     assert abs(weights.sum() - 1) <= 1e-9 and (weights > 0).all() and len(weights) == 10
@@ -162,7 +163,7 @@ def test_second_run_is_compared_with_the_previous_allocation(db):
     second = run_optimize(db, model="hrp", now=T0 + timedelta(days=1))
     before, after = first["weights"], second["weights"]
     plan = second["rebalancing"]
-    assert plan["previous_timestamp"] == T0
+    assert plan["previous_timestamp"] == datetime(2022, 6, 30, tzinfo=timezone.utc)
     assert plan["turnover"] == pytest.approx(0.5 * sum(abs(after[a] - before[a]) for a in after), rel=1e-12)
     changes = {row["asset"]: row for row in plan["changes"]}
     assert set(changes) == set(after)
@@ -170,6 +171,13 @@ def test_second_run_is_compared_with_the_previous_allocation(db):
         assert row["change"] == pytest.approx(after[asset] - before[asset], abs=1e-15)
         assert row["action"] == ("hold" if abs(row["change"]) < 0.005 else "buy" if row["change"] > 0 else "sell")
     assert db[schema.PORTFOLIOS].count_documents({"portfolio_id": "hrp-assets"}) == 2
+    # the same data again: the as-of document is replaced, and still compared with the 2022-06-30 one
+    third = run_optimize(db, model="hrp", now=T0 + timedelta(days=2))
+    assert db[schema.PORTFOLIOS].count_documents({"portfolio_id": "hrp-assets"}) == 2
+    assert third["weights"] == pytest.approx(after, abs=1e-12)
+    assert third["rebalancing"]["turnover"] == pytest.approx(plan["turnover"], abs=1e-12)
+    stored = db[schema.PORTFOLIOS].find_one({"_id": "hrp-assets|20230331T000000Z"})
+    assert stored["computed_at"] == T0 + timedelta(days=2)
 
 
 def test_short_history_and_gaps_are_reported(db):

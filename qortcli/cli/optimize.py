@@ -167,7 +167,8 @@ def _render(console, s: dict) -> None:
 
     plan = s.get("rebalancing")
     if plan:
-        changes = Table(title=f"Rebalancing vs {fmt(plan['previous_timestamp'])} UTC — turnover {_pct(plan['turnover'], 2)}",
+        changes = Table(title=f"Rebalancing vs the allocation as of {fmt(plan['previous_timestamp'])[:10]} — "
+                              f"turnover {_pct(plan['turnover'], 2)}",
                         title_justify="left")
         for col, just in (("asset", "left"), ("previous", "right"), ("new", "right"), ("change", "right"),
                           ("suggestion", "left")):
@@ -181,4 +182,5 @@ def _render(console, s: dict) -> None:
         console.print("No previous allocation of this portfolio: nothing to rebalance against.")
     if s.get("report"):
         console.print(f"Tearsheet written to {s['report']}")
-    console.print(f"Stored as {s['portfolio_id']} at {fmt(s['timestamp'])} UTC ({s['seconds']} s).")
+    console.print(f"Stored as {s['portfolio_id']} as of {fmt(s['timestamp'])[:10]} (computed {fmt(s['computed_at'])} UTC, "
+                  f"{s['seconds']} s).")

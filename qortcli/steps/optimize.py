@@ -5,8 +5,11 @@ per UTC day), builds aligned daily simple returns (`qortcli.quant.portfolio.dail
 with the chosen model across assets or across sectors (two levels), measures the result with quantstats
 (365 periods a year), optionally walks it forward (`rebalance`), compares it with the previous
 allocation of the same `portfolio_id`, and writes one `portfolio_data` document through
-`ops.upsert_many` inside `recorded_run`. An infeasible or failed solve is a StepError naming the model
-and the constraint; nothing is stored then.
+`ops.upsert_many` inside `recorded_run`. The document's `timestamp` is the as-of day (the last day of
+returns, UTC midnight), so re-running on the same data replaces the same document and a new day of
+prices adds a new one; `computed_at` is the run time. The previous allocation is the latest document
+of the same portfolio_id with an earlier as-of day. An infeasible or failed solve is a StepError naming
+the model and the constraint; nothing is stored then.
 
 In-sample metrics apply the final weights to the whole window with daily rebalancing (R @ w); the
 walk-forward (out-of-sample) ones hold each month's weights buy-and-hold (see quant/portfolio.py).
@@ -128,7 +131,8 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
                  min_history_days: int | None = None, lookback_days: int | None = None,
                  portfolio_id: str | None = None, report: str | Path | None = None, sectors=None,
                  now: datetime | None = None) -> dict:
-    """Optimise, measure, store one `portfolio_data` document; returns a JSON-able summary.
+    """Optimise, measure, store one `portfolio_data` document (as of the last day of returns); returns a
+    JSON-able summary (`now`: the run time recorded as `computed_at`).
 
     Weights and bounds are fractions of the portfolio (0.4 = 40%). `start`/`end` (inclusive UTC days)
     bound the returns window; `rebalance` ("weekly"|"monthly"|"quarterly") adds a walk-forward backtest
@@ -240,7 +244,8 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
                                        for r in wf.rebalances]}
             tear_returns, tear_bench = wf.returns, wf.benchmark
 
-        previous = previous_allocation(db, pid, before=now)
+        as_of = _utc(returns.index[-1])  # the document's timestamp: same data → same document
+        previous = previous_allocation(db, pid, before=as_of)
         new_weights = {a: float(w) for a, w in weights.items()}
         comparison = None
         if previous is not None:
@@ -253,7 +258,8 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
         if report:
             report_path = write_tearsheet(tear_returns, tear_bench, report, title=f"qortfolio {pid}")
 
-        doc = {"portfolio_id": pid, "model": model, "params": params, "timestamp": now, "run_id": run.run_id,
+        doc = {"portfolio_id": pid, "model": model, "params": params, "timestamp": as_of, "computed_at": now,
+               "run_id": run.run_id,
                "weights": new_weights, "sector_weights": {s: float(w) for s, w in sector_weights.items()},
                "sectors": groups, "within_sector": within, "metrics": metrics, "backtest": backtest,
                "excluded": excluded, "data": panel.summary(), "rebalancing": comparison}
@@ -261,7 +267,8 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
         run.counts.update(assets=len(included), excluded=len(excluded), days=len(returns), written=written,
                           rebalances=len(backtest["rebalances"]))
 
-    summary = {"step": "optimize", "portfolio_id": pid, "model": model, "params": params, "timestamp": now,
+    summary = {"step": "optimize", "portfolio_id": pid, "model": model, "params": params, "timestamp": as_of,
+               "computed_at": now,
                "weights": new_weights, "sector_weights": doc["sector_weights"], "sectors": groups,
                "metrics": metrics, "excluded": excluded, "data": panel.summary(), "rebalancing": comparison,
                "backtest": {"kind": backtest["kind"], "days": len(backtest["dates"]),
