@@ -24,7 +24,7 @@ def sidebar() -> rx.Component:
         rx.text("read-only viewer", size="1", color=MUTED),
         rx.divider(color_scheme="purple", margin_y="8px"),
         *[nav_link(label, href) for label, href in NAV],
-        width="210px", min_width="210px", padding="20px 12px", spacing="1", min_height="100vh",
+        width="210px", min_width="210px", padding="20px 12px", spacing="1", height="100vh", position="sticky", top="0",
         background=f"linear-gradient(180deg, {PRIMARY} 0%, #2E1065 55%, {BACKGROUND} 100%)",
         border_right=f"1px solid {BORDER}",
     )
@@ -102,8 +102,8 @@ def table(headers: list[str], rows, n: int, toned: int | None = None, **props) -
 def layout(state, title: str, *children, extra=()) -> rx.Component:
     return rx.hstack(
         sidebar(),
-        rx.box(header(state, title, *extra), error_banner(state), *children, padding="20px 28px", width="100%",
-               max_width="1500px"),
+        rx.box(header(state, title, *extra), error_banner(state), *children, padding="20px 28px", flex="1",
+               min_width="0"),
         spacing="0", align="start", width="100%", min_height="100vh", background_color=BACKGROUND, color=TEXT,
     )
 

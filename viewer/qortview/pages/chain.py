@@ -36,7 +36,7 @@ def page() -> rx.Component:
                               align="center", spacing="4", wrap="wrap"),
                     rx.cond(S.priced_note != "", rx.text(S.priced_note, size="1", color=MUTED)),
                     panel(rx.table.root(head, rx.table.body(rx.foreach(S.rows, chain_row)), size="1", variant="ghost",
-                                        id="chain-table", width="100%"), overflow_x="auto", width="100%"),
+                                        id="chain-table", width="100%", white_space="nowrap"), overflow_x="auto", width="100%"),
                     width="100%", spacing="3")),
         extra=(selector(S.currencies, S.currency, S.set_currency, "currency-select"),
                selector(S.expiries, S.expiry, S.set_expiry, "expiry-select")),
