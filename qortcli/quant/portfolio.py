@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping

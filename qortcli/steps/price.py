@@ -16,6 +16,7 @@ import numpy as np
 
 from qortcli.errors import StepError, UsageError
 from qortcli.quant import black76, implied_vol, mark_check
+from qortcli.steps.common import currencies_to_process
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, expiry_code, require_utc, utcnow, year_fractions
@@ -107,16 +108,6 @@ def _rows(docs: list[dict], model: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
-def _currencies(db, currency: str | None) -> list[str]:
-    if currency:
-        return [currency.upper()]
-    found = sorted({s["currency"] for s in ops.list_snapshots(db, "options")})
-    if not found:
-        raise StepError("no complete options snapshot in the store: run `qortcli collect deribit` "
-                        "(or `qortcli collect deribit --from-file FILE`) first")
-    return found
-
-
 def run_price(db, currency: str | None = None, check: bool = False, basis: str = "ACT/365",
               write: bool = True) -> dict:
     """Price the latest complete snapshot of each currency (or of `currency`) and write `model` sub-documents.
@@ -129,7 +120,7 @@ def run_price(db, currency: str | None = None, check: bool = False, basis: str =
     clock = time.perf_counter()
     with recorded_run(db, "price", {"currency": currency, "check": check, "basis": basis}) as run:
         snapshots, rows = [], []
-        for cur in _currencies(db, currency):
+        for cur in currencies_to_process(db, currency):
             snap = ops.latest_snapshot(db, "options", cur)
             if snap is None:
                 raise StepError(f"no complete {cur} options snapshot in the store: run `qortcli collect deribit "

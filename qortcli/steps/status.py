@@ -12,7 +12,7 @@ def run_status(db, runs: int = 10) -> dict:
     """Store description, counts per collection, latest complete snapshot per currency, last runs."""
     counts = {name: db[name].count_documents({}) for name in schema.COLLECTIONS}
     latest = []
-    currencies = sorted({s["currency"] for s in ops.list_snapshots(db, "options")})
+    currencies = ops.snapshot_currencies(db, "options")
     for currency in currencies:
         snap = ops.latest_snapshot(db, "options", currency)
         if snap is None:

@@ -38,6 +38,7 @@ from qortcli.errors import StepError, UsageError
 from qortcli.quant import payoff as pay
 from qortcli.quant import regime as reg
 from qortcli.quant import strategies as strat
+from qortcli.steps.common import currencies_to_process
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, expiry_code, utcnow, year_fraction
@@ -336,12 +337,6 @@ def build_suggestion(currency: str, snapshot: dict, chain: pd.DataFrame, expirie
     }
 
 
-def _currencies(db, currency: str | None) -> list[str]:
-    if currency:
-        return [currency.upper()]
-    return sorted({s["currency"] for s in ops.list_snapshots(db, "options")})
-
-
 def _snapshot(db, currency: str, snapshot_id: str | None) -> dict:
     if snapshot_id:
         snap = db[schema.SNAPSHOTS].find_one({"_id": snapshot_id, "status": ops.COMPLETE})
@@ -375,9 +370,7 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
             found = db[schema.SNAPSHOTS].find_one({"_id": snapshot_id})
             currencies = [found["currency"]] if found else [currency or ""]
         else:
-            currencies = _currencies(db, currency)
-        if not currencies:
-            raise StepError("no complete options snapshot in the store: run `qortcli collect` first")
+            currencies = currencies_to_process(db, currency)
         results, docs = [], []
         for cur in currencies:
             snap = _snapshot(db, cur, snapshot_id)

@@ -25,22 +25,13 @@ import pandas as pd
 
 from qortcli.errors import StepError
 from qortcli.quant.surface import fit_surface
+from qortcli.steps.common import currencies_to_process
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import require_utc, utcnow, year_fraction
 
 PROJECTION = {"_id": 0, "symbol": 1, "expiry": 1, "strike": 1, "option_type": 1, "forward": 1,
               "implied_volatility": 1, "open_interest": 1, "model.iv_mark": 1, "model.t_years": 1}
-
-
-def _currencies(db, currency: str | None) -> list[str]:
-    if currency:
-        return [currency.upper()]
-    found = sorted({s["currency"] for s in ops.list_snapshots(db, "options")})
-    if not found:
-        raise StepError("no complete options snapshot in the store: run `qortcli collect deribit` "
-                        "(or `qortcli collect deribit --from-file FILE`) first")
-    return found
 
 
 def _num(value) -> float:
@@ -99,7 +90,7 @@ def run_surface(db, currency: str | None = None) -> dict:
     clock = time.perf_counter()
     with recorded_run(db, "surface", {"currency": currency}) as run:
         summaries, documents = [], []
-        for cur in _currencies(db, currency):
+        for cur in currencies_to_process(db, currency):
             snap = ops.latest_snapshot(db, "options", cur)
             if snap is None:
                 raise StepError(f"no complete {cur} options snapshot in the store: run `qortcli collect deribit "

@@ -115,6 +115,11 @@ def list_snapshots(db, kind: str = "options", currency: str | None = None, compl
     return list(db[schema.SNAPSHOTS].find(query).sort("timestamp", 1))
 
 
+def snapshot_currencies(db, kind: str = "options") -> list[str]:
+    """Currencies with at least one complete snapshot of `kind`, sorted."""
+    return sorted({s["currency"] for s in list_snapshots(db, kind)})
+
+
 def latest_snapshot(db, kind: str = "options", currency: str | None = None) -> dict | None:
     """The newest complete snapshot record of `kind` (optionally for one currency), or None."""
     query: dict = {"kind": kind, "status": COMPLETE}

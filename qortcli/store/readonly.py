@@ -11,7 +11,7 @@ Every write method name raises `ReadOnlyError`.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 from qortcli.errors import StoreError
 
