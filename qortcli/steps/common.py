@@ -17,3 +17,17 @@ def currencies_to_process(db, currency: str | None) -> list[str]:
     if not found:
         raise StepError(NO_SNAPSHOT)
     return found
+
+
+def latest_chains(db, currency: str | None, projection: dict | None = None):
+    """Yield (currency, snapshot record, its options_data documents) for the latest complete snapshot of
+    each currency to process; StepError when a currency has no snapshot or the snapshot no documents."""
+    for cur in currencies_to_process(db, currency):
+        snap = ops.latest_snapshot(db, "options", cur)
+        if snap is None:
+            raise StepError(f"no complete {cur} options snapshot in the store: run `qortcli collect deribit "
+                            f"--currency {cur}` first")
+        docs = ops.snapshot_documents(db, snap["_id"], projection)
+        if not docs:
+            raise StepError(f"snapshot {snap['_id']} has no options_data documents")
+        yield cur, snap, docs

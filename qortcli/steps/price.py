@@ -16,7 +16,7 @@ import numpy as np
 
 from qortcli.errors import StepError, UsageError
 from qortcli.quant import black76, implied_vol, mark_check
-from qortcli.steps.common import currencies_to_process
+from qortcli.steps.common import latest_chains
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, expiry_code, require_utc, utcnow, year_fractions
@@ -120,14 +120,7 @@ def run_price(db, currency: str | None = None, check: bool = False, basis: str =
     clock = time.perf_counter()
     with recorded_run(db, "price", {"currency": currency, "check": check, "basis": basis}) as run:
         snapshots, rows = [], []
-        for cur in currencies_to_process(db, currency):
-            snap = ops.latest_snapshot(db, "options", cur)
-            if snap is None:
-                raise StepError(f"no complete {cur} options snapshot in the store: run `qortcli collect deribit "
-                                f"--currency {cur}` first")
-            docs = ops.snapshot_documents(db, snap["_id"])
-            if not docs:
-                raise StepError(f"snapshot {snap['_id']} has no options_data documents")
+        for cur, snap, docs in latest_chains(db, currency):
             docs.sort(key=lambda d: (d["expiry"], d.get("strike") or 0.0, d.get("option_type") or ""))
             timestamp = require_utc(snap["timestamp"], "snapshot time")
             model = price_documents(docs, timestamp, basis)

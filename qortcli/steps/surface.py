@@ -25,7 +25,7 @@ import pandas as pd
 
 from qortcli.errors import StepError
 from qortcli.quant.surface import fit_surface
-from qortcli.steps.common import currencies_to_process
+from qortcli.steps.common import latest_chains
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import require_utc, utcnow, year_fraction
@@ -90,14 +90,7 @@ def run_surface(db, currency: str | None = None) -> dict:
     clock = time.perf_counter()
     with recorded_run(db, "surface", {"currency": currency}) as run:
         summaries, documents = [], []
-        for cur in currencies_to_process(db, currency):
-            snap = ops.latest_snapshot(db, "options", cur)
-            if snap is None:
-                raise StepError(f"no complete {cur} options snapshot in the store: run `qortcli collect deribit "
-                                f"--currency {cur}` first")
-            docs = list(db[schema.OPTIONS].find({"snapshot_id": snap["_id"]}, PROJECTION))
-            if not docs:
-                raise StepError(f"snapshot {snap['_id']} has no options_data documents")
+        for cur, snap, docs in latest_chains(db, currency, PROJECTION):
             doc = surface_document(cur, snap, docs)
             documents.append(doc)
             summaries.append(summarise(doc))
