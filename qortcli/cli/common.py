@@ -53,6 +53,8 @@ class State:
         level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         logging.getLogger().setLevel(level)
+        # urllib3 logs every retry as a WARNING; the step reports the outcome in one line, -v shows them
+        logging.getLogger("urllib3").setLevel(level if verbose else logging.ERROR)
 
 
 def state(ctx: typer.Context, db: str | None = None, as_json: bool = False, verbose: int = 0) -> State:
