@@ -147,11 +147,6 @@ def open_db(st: State, migrate: bool = True):
     return db
 
 
-def not_built(step: str, issue: int) -> None:
-    """Exit 2 for a step whose issue has not landed yet."""
-    fail(f"`qortcli {step}` is not built yet (issue #{issue})", EXIT_USAGE)
-
-
 def fmt(value: Any, digits: int = 4) -> str:
     """A compact cell for rich tables: floats to `digits` significant places, None as '–'."""
     if value is None:
