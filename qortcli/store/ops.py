@@ -117,7 +117,8 @@ def list_snapshots(db, kind: str = "options", currency: str | None = None, compl
 
 def snapshot_currencies(db, kind: str = "options") -> list[str]:
     """Currencies with at least one complete snapshot of `kind`, sorted."""
-    return sorted({s["currency"] for s in list_snapshots(db, kind)})
+    found = db[schema.SNAPSHOTS].distinct("currency", {"kind": kind, "status": COMPLETE})
+    return sorted(str(c) for c in found if c)
 
 
 def latest_snapshot(db, kind: str = "options", currency: str | None = None) -> dict | None:

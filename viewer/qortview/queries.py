@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import numpy as np
-from scipy.special import ndtr
 
+from qortcli.quant import black76
 from qortcli.store import ops, schema
 
 DAYS_PER_YEAR = 365.0
@@ -96,8 +96,7 @@ def empty_hint(collection: str) -> str:
 
 def currencies(db) -> list[str]:
     """Currencies with at least one complete options snapshot, sorted (BTC, ETH, ...)."""
-    found = db[schema.SNAPSHOTS].distinct("currency", {"kind": "options", "status": ops.COMPLETE})
-    return sorted(str(c) for c in found if c)
+    return ops.snapshot_currencies(db, "options")
 
 
 def latest_snapshot(db, currency: str) -> dict | None:
@@ -106,15 +105,6 @@ def latest_snapshot(db, currency: str) -> dict | None:
 
 def chain_docs(db, snapshot_id: str) -> list[dict]:
     return list(db[schema.OPTIONS].find({"snapshot_id": snapshot_id}, CHAIN_FIELDS))
-
-
-def _delta_forward(F, K, t, iv, is_call):
-    """Black-76 forward delta N(d1) (calls) / N(d1) − 1 (puts): Deribit's published convention."""
-    with np.errstate(all="ignore"):
-        sd = iv * np.sqrt(t)
-        d1 = (np.log(F / K) + 0.5 * sd * sd) / sd
-        nd1 = ndtr(d1)
-    return np.where(is_call, nd1, nd1 - 1.0)
 
 
 def chain_frame(docs: list[dict], as_of: datetime) -> dict[str, np.ndarray]:
@@ -137,7 +127,8 @@ def chain_frame(docs: list[dict], as_of: datetime) -> dict[str, np.ndarray]:
             delta = num(get(d, "greeks", "delta"))
         cols["delta"][i] = np.nan if delta is None else delta
         is_call[i] = d.get("option_type") == "call"
-    computed = _delta_forward(cols["forward"], cols["strike"], cols["t"], cols["iv"], is_call)
+    with np.errstate(all="ignore"):  # Deribit's convention: Black-76 forward delta
+        computed = black76.greeks(cols["forward"], cols["strike"], cols["t"], cols["iv"], is_call)["delta"]
     cols["delta"] = np.where(np.isfinite(cols["delta"]), cols["delta"], computed)
     cols["is_call"] = is_call
     return cols
