@@ -31,6 +31,14 @@ def require_utc(moment: datetime, what: str = "datetime") -> datetime:
     return moment.astimezone(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A datetime read back from a store, as timezone-aware UTC: BSON datetimes are UTC, so a naive one
+    (from a client without tz_aware) is UTC too."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
 def year_fraction(now: datetime, expiry: datetime, basis: str = DEFAULT_BASIS) -> float:
     """Years from `now` to `expiry` (both timezone-aware) on `basis` ("ACT/365" or "ACT/365.25").
 

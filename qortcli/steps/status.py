@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from qortcli.store import ops, schema
 from qortcli.store import runs as runs_mod
+from qortcli.timeutils import as_utc
 
 
 def run_status(db, runs: int = 10) -> dict:
@@ -58,7 +59,7 @@ def status_sections(db) -> list[dict]:
         note = f"worker on {worker.get('host')} stopped at {fmt_time(worker['stopped_at'])}"
     else:
         beat = worker.get("heartbeat_at")
-        age = (now - _aware(beat)).total_seconds() if beat else None
+        age = (now - as_utc(beat)).total_seconds() if beat else None
         limit = 3 * float(worker.get("heartbeat_seconds") or 60)
         alive = age is not None and age <= limit
         note = (f"worker on {worker.get('host')} pid {worker.get('pid')}, heartbeat {age:.0f} s ago" if alive else
@@ -80,5 +81,3 @@ def fmt_time(value) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S} UTC" if isinstance(value, datetime) else "never"
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

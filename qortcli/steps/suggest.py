@@ -28,7 +28,7 @@ snapshot has one, else from the snapshot's mark smile (`payoff.rn_cdf`, vols lin
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ from qortcli.quant import strategies as strat
 from qortcli.steps.common import currencies_to_process
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, expiry_code, utcnow, year_fraction
+from qortcli.timeutils import BASES, as_utc, expiry_code, utcnow, year_fraction
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,6 @@ def suggest_settings(cfg: dict | None = None) -> dict:
     return cfg
 
 
-def _utc(value):
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
 def _num(value):
     return float(value) if value is not None else np.nan
 
@@ -84,10 +78,10 @@ def _num(value):
 def load_chain(db, snapshot: dict, day_count: str = "ACT/365") -> pd.DataFrame:
     """The snapshot's unexpired options as a chain DataFrame (see `qortcli.quant.strategies`)."""
     docs = ops.snapshot_documents(db, snapshot["_id"], _PROJECTION)
-    taken = _utc(snapshot["timestamp"])
+    taken = as_utc(snapshot["timestamp"])
     rows = []
     for d in docs:
-        expiry = _utc(d["expiry"])
+        expiry = as_utc(d["expiry"])
         t = year_fraction(taken, expiry, day_count)
         if t <= 0:
             continue  # never an expired leg
@@ -122,7 +116,7 @@ def _load_marks(db, snapshot: dict, day_count: str) -> pd.DataFrame:
         return pd.DataFrame()
     frame = pd.DataFrame(docs)
     expiry = pd.to_datetime(frame["expiry"], utc=True)
-    seconds = (expiry - pd.Timestamp(_utc(snapshot["timestamp"]))).dt.total_seconds().to_numpy()
+    seconds = (expiry - pd.Timestamp(as_utc(snapshot["timestamp"]))).dt.total_seconds().to_numpy()
     frame = pd.DataFrame({"expiry": expiry, "t_years": seconds / (BASES[day_count] * 86400.0),
                           "forward_usd": pd.to_numeric(frame["forward"], errors="coerce"),
                           "strike": pd.to_numeric(frame["strike"], errors="coerce"),
@@ -174,7 +168,7 @@ def _iv_history(db, currency: str, as_of: datetime, cfg: dict, current_sid: str,
     """The IV-level measure at every stored complete snapshot of `currency` up to `as_of`."""
     out = []
     for snap in ops.list_snapshots(db, "options", currency):
-        ts = _utc(snap["timestamp"])
+        ts = as_utc(snap["timestamp"])
         if ts > as_of:
             continue
         if snap["_id"] == current_sid:
@@ -192,7 +186,7 @@ def _realised(db, currency: str, as_of: datetime, cfg: dict) -> dict:
                 .limit(int(cfg["rv_window_days"]) + 1))
     if not docs:
         return {"rv": None, "n_returns": 0, "start": None, "end": None, "age_days": None, "symbol": currency}
-    out = reg.realised_vol([_utc(d["timestamp"]) for d in docs], [d["close"] for d in docs], as_of,
+    out = reg.realised_vol([as_utc(d["timestamp"]) for d in docs], [d["close"] for d in docs], as_of,
                            int(cfg["rv_window_days"]), float(cfg["rv_annualisation_days"]))
     out["symbol"] = currency
     return out
@@ -201,7 +195,7 @@ def _realised(db, currency: str, as_of: datetime, cfg: dict) -> dict:
 def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expiries: pd.DataFrame,
                    chosen: pd.Series, cfg: dict, surface: dict | None) -> dict:
     """Every regime input the rules use, with where each came from."""
-    as_of = _utc(snapshot["timestamp"])
+    as_of = as_utc(snapshot["timestamp"])
     level = iv_level(expiries, cfg["iv_tenor_days"])
     history = _iv_history(db, currency, as_of, cfg, snapshot["_id"], level)
     values = [h["iv"] for h in history]
@@ -235,7 +229,7 @@ def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expir
         diag = surface.get("diagnostics") or {}
         out["surface_atm_vol_30d"] = (diag.get("atm_vol_30d") or {}).get("vol")
         for s in surface.get("slices", []):
-            if s.get("expiry") is not None and _utc(s["expiry"]) == chosen["expiry"]:
+            if s.get("expiry") is not None and as_utc(s["expiry"]) == chosen["expiry"]:
                 out["surface_rr25"], out["surface_bf25"] = s.get("rr25"), s.get("bf25")
     return out
 
@@ -327,7 +321,7 @@ def build_suggestion(currency: str, snapshot: dict, chain: pd.DataFrame, expirie
                                  "on forward = S (extremes and breakevens found numerically)")
     grid = pay.payoff_grid(legs, index0, forward, float(cfg["grid_lo"]), float(cfg["grid_hi"]), int(cfg["grid_points"]))
     return {
-        "currency": currency, "snapshot_id": snapshot["_id"], "timestamp": _utc(snapshot["timestamp"]),
+        "currency": currency, "snapshot_id": snapshot["_id"], "timestamp": as_utc(snapshot["timestamp"]),
         "strategy": item["strategy"], "expiry": expiry, "expiry_code": expiry_code(expiry),
         "expiries": sorted({r["expiry"] for r in option_recs}), "t_years": t_eval,
         "index_usd": index0, "forward_usd": forward, "score": item["score"], "rules": item["rules"],
@@ -400,7 +394,7 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
                 doc["_id"] = key
                 built.append(doc)
             docs.extend(built)
-            results.append({"currency": cur, "snapshot_id": snap["_id"], "timestamp": _utc(snap["timestamp"]),
+            results.append({"currency": cur, "snapshot_id": snap["_id"], "timestamp": as_utc(snap["timestamp"]),
                             "expiry": chosen["code"], "regime": regime, "rules": [r.to_dict() for r in rules],
                             "suggestions": built, "skipped": skipped})
         run.counts["suggestions"] = ops.upsert_many(db, schema.SUGGESTIONS, docs)
@@ -415,21 +409,21 @@ def delivery_price(db, currency: str, expiry: datetime, cfg: dict) -> dict | Non
     stored, else the expiry's last stored forward if recent enough; None if neither (with why)."""
     tol = timedelta(minutes=float(cfg["settle_index_tolerance_minutes"]))
     snaps = ops.list_snapshots(db, "options", currency)
-    near = [s for s in snaps if abs(_utc(s["timestamp"]) - expiry) <= tol]
+    near = [s for s in snaps if abs(as_utc(s["timestamp"]) - expiry) <= tol]
     if near:
-        best = min(near, key=lambda s: abs(_utc(s["timestamp"]) - expiry))
+        best = min(near, key=lambda s: abs(as_utc(s["timestamp"]) - expiry))
         doc = db[schema.OPTIONS].find_one({"snapshot_id": best["_id"]}, {"index_price": 1})
         if doc and doc.get("index_price"):
-            minutes = (_utc(best["timestamp"]) - expiry).total_seconds() / 60
+            minutes = (as_utc(best["timestamp"]) - expiry).total_seconds() / 60
             return {"price_usd": float(doc["index_price"]), "method": "index at expiry",
                     "detail": f"index of snapshot {best['_id']} ({minutes:+.0f} min from expiry)"}
-    before = [s for s in snaps if _utc(s["timestamp"]) < expiry]
+    before = [s for s in snaps if as_utc(s["timestamp"]) < expiry]
     for snap in reversed(before):
         docs = list(db[schema.OPTIONS].find({"snapshot_id": snap["_id"], "expiry": expiry}, {"forward": 1}))
         fwd = [d["forward"] for d in docs if d.get("forward")]
         if not fwd:
             continue
-        hours = (expiry - _utc(snap["timestamp"])).total_seconds() / 3600
+        hours = (expiry - as_utc(snap["timestamp"])).total_seconds() / 3600
         if hours > float(cfg["settle_max_forward_age_hours"]):
             return None
         return {"price_usd": float(np.median(fwd)), "method": "last forward",
@@ -453,12 +447,12 @@ def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
     at its coin payoff at the delivery price (× the delivery price in USD, converted at expiry), the held
     coin at 1 coin (the index in USD). A live leg missing from a snapshot makes that point's P/L None.
     """
-    cur, start = doc["currency"], _utc(doc["timestamp"])
+    cur, start = doc["currency"], as_utc(doc["timestamp"])
     recs = doc["legs"]
     qty = [r["side_sign"] * r["size"] for r in recs]
     entry_coin = sum(q * r["price_coin"] for q, r in zip(qty, recs))
     entry_usd = entry_coin * doc["index_usd"]
-    expiries = sorted({_utc(r["expiry"]) for r in recs if r["expiry"] is not None})
+    expiries = sorted({as_utc(r["expiry"]) for r in recs if r["expiry"] is not None})
     deliveries: dict = {}
     for e in expiries:
         if e <= now:
@@ -466,7 +460,7 @@ def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
     symbols = [r["instrument"] for r in recs if r["option_type"] != pay.UNDERLYING]
     path = []
     for snap in ops.list_snapshots(db, "options", cur):
-        ts = _utc(snap["timestamp"])
+        ts = as_utc(snap["timestamp"])
         if ts <= start or (expiries and ts >= expiries[-1]):
             continue  # before the suggestion, or after its last expiry (the settlement point closes the path)
         found = {d["symbol"]: d for d in db[schema.OPTIONS].find(
@@ -483,7 +477,7 @@ def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
                 value_coin += q
                 value_usd += q * (index or np.nan)
                 continue
-            e = _utc(r["expiry"])
+            e = as_utc(r["expiry"])
             if ts >= e:
                 dp = deliveries.get(e)
                 if dp is None:
@@ -515,7 +509,7 @@ def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
                     value_coin += q
                     value_usd += q * last
                     continue
-                dp = deliveries[_utc(r["expiry"])]
+                dp = deliveries[as_utc(r["expiry"])]
                 v = _settled_value_coin(r, dp["price_usd"])
                 value_coin += q * v
                 value_usd += q * v * dp["price_usd"]
@@ -552,7 +546,7 @@ def run_track(db, currency: str | None = None, now: datetime | None = None, cfg:
         ops.upsert_many(db, schema.SUGGESTIONS, updated)
         run.counts.update(tracked=len(updated), settled=sum(d["status"] == "settled" for d in updated))
     rows = [{"id": d["_id"], "currency": d["currency"], "strategy": d["strategy"], "snapshot_id": d["snapshot_id"],
-             "expiry": expiry_code(_utc(d["expiry"])), "status": d["status"], "entry_premium_coin": d["metrics"]["net_premium_coin"],
+             "expiry": expiry_code(as_utc(d["expiry"])), "status": d["status"], "entry_premium_coin": d["metrics"]["net_premium_coin"],
              "entry_premium_usd": d["metrics"]["net_premium_usd"], "legs": [r["instrument"] for r in d["legs"]],
              "path": [{k: p.get(k) for k in ("snapshot_id", "timestamp", "index_usd", "pnl_coin", "pnl_usd", "missing")}
                       for p in d["track"]],

@@ -19,6 +19,7 @@ import numpy as np
 
 from qortcli.quant import black76
 from qortcli.store import ops, schema
+from qortcli.timeutils import as_utc
 
 DAYS_PER_YEAR = 365.0
 CM_DAYS = 30.0  # constant maturity of the DVOL-like ATM vol
@@ -53,11 +54,7 @@ def num(value) -> float | None:
 
 def utc(value) -> datetime | None:
     """A datetime as timezone-aware UTC (stores may hand back fixed-offset or naive UTC values)."""
-    if not isinstance(value, datetime):
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    return as_utc(value) if isinstance(value, datetime) else None
 
 
 def iso(value) -> str | None:
