@@ -15,8 +15,14 @@ SUGGESTIONS = "strategy_suggestions"
 JOB_RUNS = "job_runs"
 SNAPSHOTS = "snapshots"
 MIGRATIONS = "schema_migrations"
+SUMMARIES = "snapshot_summaries"    # one small document per currency per snapshot (+ one per UTC day)
+VOL_FORECASTS = "vol_forecasts"     # `qortcli vol`: measures, cone, forecasts and their evaluation
+RISK = "risk"                       # `qortcli risk`: a book's valuation, greeks and scenario grid per chain
+LIVE_MARKS = "live_marks"           # `qortcli stream`: the latest live marks of one currency, replaced in place
+ALERTS = "alerts"                   # fired alerts (one per episode), acknowledgeable
 
-COLLECTIONS = (OPTIONS, PRICES, SURFACES, PORTFOLIOS, SUGGESTIONS, JOB_RUNS, SNAPSHOTS, MIGRATIONS)
+COLLECTIONS = (OPTIONS, PRICES, SURFACES, PORTFOLIOS, SUGGESTIONS, JOB_RUNS, SNAPSHOTS, MIGRATIONS, SUMMARIES,
+               VOL_FORECASTS, RISK, LIVE_MARKS, ALERTS)
 
 
 def _stamp(value: datetime) -> str:
@@ -35,6 +41,14 @@ NATURAL_KEYS: dict[str, Callable[[dict], str]] = {
     PORTFOLIOS: lambda d: f"{d['portfolio_id']}|{_stamp(d['timestamp'])}",
     SUGGESTIONS: lambda d: f"{d['snapshot_id']}|{d['strategy']}|{require_utc(d['expiry'], 'expiry'):%Y%m%d}",
     SNAPSHOTS: lambda d: str(d["snapshot_id"]),
+    # per snapshot: the snapshot id; the daily roll-up (resolution "day"): currency|day|YYYY-MM-DD
+    SUMMARIES: lambda d: (str(d["snapshot_id"]) if d.get("resolution", "snapshot") == "snapshot"
+                          else f"{d['currency']}|{d['resolution']}|{_day(d['timestamp'])}"),
+    # one per currency and as-of day (the last day of data used): re-running on the same data replaces
+    VOL_FORECASTS: lambda d: f"{d['currency']}|{_day(d['as_of'])}",
+    RISK: lambda d: f"{d['book']}|{d['currency']}|{d['snapshot_id']}",
+    LIVE_MARKS: lambda d: str(d["currency"]),
+    ALERTS: lambda d: f"{d['rule']}|{d['subject']}|{_stamp(d['opened_at'])}",
 }
 
 
