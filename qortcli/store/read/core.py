@@ -1,4 +1,4 @@
-"""The read vocabulary: every step, job and viewer page reads the store through these functions.
+"""Core reads: snapshots, chains, prices, surfaces and summaries.
 
 Each returns one typed record or frame with one column vocabulary (chains: `qortcli.store.frames`);
 no caller outside `qortcli/store/` issues a query itself. Every query here is served by an index of
@@ -23,6 +23,11 @@ from qortcli.errors import StepError
 from qortcli.store import schema
 from qortcli.store.frames import DOC_FIELDS, chain_frame
 from qortcli.timeutils import DEFAULT_BASIS, as_utc, require_utc
+
+__all__ = ["COMPLETE", "NO_SNAPSHOT", "SUMMARY_TENORS_DAYS", "SnapshotInfo", "Chain", "currencies",
+           "latest_snapshot", "snapshot_near", "snapshot_info", "snapshots", "latest_chain", "chain_at", "marks_at",
+           "PRICE_COLUMNS", "price_series", "last_price_day", "surface_at", "latest_surface", "summary_series",
+           "latest_summary"]
 
 COMPLETE = "complete"
 NO_SNAPSHOT = ("no complete options snapshot in the store: run `qortcli collect deribit` "
