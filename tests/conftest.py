@@ -29,7 +29,7 @@ def _patch_mongomock_bulk() -> None:
 
 @pytest.fixture
 def embedded_db(tmp_path):
-    """A fresh embedded (litemongo) store with the schema applied."""
+    """A fresh embedded store (qortcli.store.engine) with the schema applied."""
     from qortcli.store import connect, ensure_schema
 
     db = connect(str(tmp_path / "db"))

@@ -52,7 +52,7 @@ def _client(server, retries=3, sleeps=None, timeout=(2.0, 5.0)):
 def _assert_no_snapshot(db):
     assert ops.latest_snapshot(db, "options", "BTC") is None
     assert db[schema.OPTIONS].count_documents({}) == 0
-    assert db[schema.SNAPSHOTS].count_documents({"status": "pending"}) == 0
+    assert db[schema.SNAPSHOTS].count_documents({"kind": "options", "status": "pending"}) == 0
 
 
 def test_live_chain_is_stored_with_terms_from_instruments_and_spot_from_index(any_db):

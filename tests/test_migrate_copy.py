@@ -134,7 +134,7 @@ def test_interrupted_copy_resumes_without_loss_or_duplicates(source, target_kind
     assert target[schema.JOB_RUNS].find_one({"_id": failed_run["_id"]})["status"] == "failed"
     # the target got the schema's unique indexes
     index_names = {ix["name"] for ix in target[schema.OPTIONS].list_indexes()}
-    assert "symbol_timestamp_unique" in index_names
+    assert "snapshot_symbol_unique" in index_names
 
     again = run_migrate(source, target, batch_size=batch)  # idempotent: a full re-copy, nothing duplicated
     assert again["ok"]

@@ -80,7 +80,8 @@ def test_repricing_is_idempotent_and_follows_the_latest_snapshot(embedded_db, tm
     n_btc = first["priced"]
     assert 100 < n_btc < n and again["priced"] == n_btc
     assert embedded_db[schema.OPTIONS].count_documents({}) == n
-    assert embedded_db[schema.OPTIONS].count_documents({"model": {"$exists": True}}) == n_btc
+    btc = first["snapshots"][0]["snapshot_id"]
+    assert embedded_db[schema.OPTIONS].count_documents({"snapshot_id": btc, "model": {"$exists": True}}) == n_btc
     assert [r["model_price_coin"] for r in first["options"]] == [r["model_price_coin"] for r in again["options"]]
     (tmp_path / "later").mkdir()
     later, _ = subset_chain(tmp_path / "later", FIXTURES / "deribit_options_snapshot_20260105T092511Z.csv")

@@ -37,7 +37,7 @@ def test_upsert_is_idempotent_and_plain(any_db):
 def test_unique_natural_key_is_enforced(any_db):
     ops.upsert_many(any_db, schema.OPTIONS, [option_doc()])
     clash = ops.to_plain(option_doc())
-    clash["_id"] = "another id, same symbol and timestamp"
+    clash["_id"] = "another id, same symbol and snapshot"
     with pytest.raises(DuplicateKeyError):
         any_db[schema.OPTIONS].insert_one(clash)
 
@@ -91,8 +91,9 @@ def test_migrations_apply_once(any_db):
     again = ensure_schema(any_db)
     assert [m["status"] for m in again] == ["already applied"] * len(schema.MIGRATION_STEPS)
     assert any_db[schema.MIGRATIONS].count_documents({}) == len(schema.MIGRATION_STEPS)
-    names = {ix["name"] for ix in any_db[schema.OPTIONS].list_indexes()}
-    assert {"symbol_timestamp_unique", "symbol", "underlying_timestamp", "expiry"} <= names
+    indexes = {ix["name"]: ix for ix in any_db[schema.OPTIONS].list_indexes()}
+    assert indexes["snapshot_symbol_unique"]["unique"]  # the natural key: one document per instrument per snapshot
+    assert not {"symbol", "underlying_timestamp", "expiry"} & set(indexes)  # no index without a reader
     names = {ix["name"] for ix in any_db[schema.PRICES].list_indexes()}
     assert {"symbol_timestamp_unique", "sector"} <= names
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from qortcli.errors import StoreError
-from qortcli.store.embedded import EmbeddedDatabase
 
 MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
 
@@ -71,9 +70,12 @@ def connect_mongo(url: str, db_name: str, timeout_ms: int = 3000, client_factory
     return MongoDatabase(client, db_name, url)
 
 
-def connect(url: str | None = None, db_name: str | None = None, timeout_ms: int | None = None):
+def connect(url: str | None = None, db_name: str | None = None, timeout_ms: int | None = None,
+            read_only: bool = False):
     """Open the store at `url` (default: settings' QORT_DB) and return a pymongo-style database handle.
 
+    `read_only`: the embedded engine opens without creating or writing any file (MongoDB: the handle is
+    wrapped by `qortcli.store.readonly`, and the server user should be read-only too).
     Raises StoreError with one line when it cannot be opened or reached.
     """
     from qortcli.config import get_settings
@@ -85,4 +87,7 @@ def connect(url: str | None = None, db_name: str | None = None, timeout_ms: int 
         return connect_mongo(url, db_name, timeout_ms or settings.mongo_timeout_ms)
     if "://" in url:
         raise StoreError(f"unsupported store URL {url!r}: use mongodb://, mongodb+srv:// or a directory path")
-    return EmbeddedDatabase(url, db_name)
+    from qortcli.store.engine import EmbeddedDatabase
+    from qortcli.store.schema import SCANNABLE
+
+    return EmbeddedDatabase(url, db_name, read_only=read_only, scannable=SCANNABLE)

@@ -2,10 +2,11 @@
 
 `ReadOnlyDatabase(db)` wraps any handle from `qortcli.store.connect` (MongoDB or embedded) and exposes
 only `list_collection_names()`, `describe()`, `close()` and `db[name]`, a `ReadOnlyCollection` with
-`find`, `find_one`, `count_documents`, `aggregate` and `distinct`. The writable handle is held in
+`find`, `find_one`, `count_documents` and `distinct`. The writable handle is held in
 closures, not in attributes, so no attribute path (`.collection`, `.database`, `._db`, ...) leads
 back to insert/update/delete/replace/bulk_write/drop/create_index; `find` returns a `ReadOnlyCursor`
-(sort/limit/skip/iteration only) and `aggregate` refuses the writing stages `$out` and `$merge`.
+(sort/limit/skip/iteration only). There is no `aggregate`: a pipeline can write (`$out`, `$merge`) or run
+server-side JavaScript (`$function`, `$accumulator`).
 Every write method name raises `ReadOnlyError`.
 """
 
@@ -15,13 +16,12 @@ from typing import Iterator
 
 from qortcli.errors import StoreError
 
-READ_METHODS = ("find", "find_one", "count_documents", "aggregate", "distinct")
-WRITE_METHODS = ("insert_one", "insert_many", "update_one", "update_many", "replace_one", "delete_one",
+READ_METHODS = ("find", "find_one", "count_documents", "distinct")
+WRITE_METHODS = ("aggregate", "insert_one", "insert_many", "update_one", "update_many", "replace_one", "delete_one",
                  "delete_many", "bulk_write", "drop", "create_index", "create_indexes", "drop_index",
                  "drop_indexes", "find_one_and_update", "find_one_and_replace", "find_one_and_delete",
                  "rename", "create_collection", "drop_collection", "command", "insert", "update",
                  "remove", "save")
-WRITING_STAGES = ("$out", "$merge")
 
 
 class ReadOnlyError(StoreError):
@@ -70,7 +70,7 @@ class ReadOnlyCursor:
 
 
 class ReadOnlyCollection:
-    """One collection, reads only: find, find_one, count_documents, aggregate, distinct."""
+    """One collection, reads only: find, find_one, count_documents, distinct."""
 
     __slots__ = ("name", "_reads")
 
@@ -86,18 +86,11 @@ class ReadOnlyCollection:
         def count_documents(filter: dict | None = None, **kwargs) -> int:
             return collection.count_documents(filter or {}, **kwargs)
 
-        def aggregate(pipeline: list[dict], **kwargs) -> list[dict]:
-            for stage in pipeline:
-                bad = [key for key in stage if key in WRITING_STAGES]
-                if bad:
-                    raise ReadOnlyError(f"collection {name!r} is read-only: aggregate stage {bad[0]} is not allowed")
-            return list(collection.aggregate(pipeline, **kwargs))
-
         def distinct(key: str, filter: dict | None = None, **kwargs) -> list:
             return list(collection.distinct(key, filter or {}, **kwargs))
 
         self._reads = {"find": find, "find_one": find_one, "count_documents": count_documents,
-                       "aggregate": aggregate, "distinct": distinct}
+                       "distinct": distinct}
 
     def find(self, filter: dict | None = None, projection: dict | None = None, **kwargs) -> ReadOnlyCursor:
         """Documents matching `filter` (optionally projected), as a ReadOnlyCursor."""
@@ -110,10 +103,6 @@ class ReadOnlyCollection:
     def count_documents(self, filter: dict | None = None, **kwargs) -> int:
         """How many documents match `filter`."""
         return self._reads["count_documents"](filter, **kwargs)
-
-    def aggregate(self, pipeline: list[dict], **kwargs) -> list[dict]:
-        """The result of an aggregation pipeline, as a list (`$out`/`$merge` refused)."""
-        return self._reads["aggregate"](pipeline, **kwargs)
 
     def distinct(self, key: str, filter: dict | None = None, **kwargs) -> list:
         """Distinct values of `key` among documents matching `filter`."""

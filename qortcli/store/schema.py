@@ -60,21 +60,47 @@ def natural_key(collection: str, doc: dict) -> str:
         raise KeyError(f"{collection} document lacks natural-key field {exc.args[0]!r}") from None
 
 
-# (collection, keys, options) — unique indexes enforce the natural keys, the others serve readers.
+# (collection, keys, options): the indexes every reader's query is served by (the embedded engine refuses
+# a query no index serves). Unique natural keys are the `_id`s themselves.
 INDEXES: list[tuple[str, list[tuple[str, int]], dict]] = [
-    (OPTIONS, [("symbol", 1), ("timestamp", 1)], {"unique": True, "name": "symbol_timestamp_unique"}),
-    (OPTIONS, [("symbol", 1)], {"name": "symbol"}),
-    (OPTIONS, [("underlying", 1), ("timestamp", -1)], {"name": "underlying_timestamp"}),
-    (OPTIONS, [("expiry", 1)], {"name": "expiry"}),
-    (OPTIONS, [("snapshot_id", 1)], {"name": "snapshot_id"}),
+    # the natural key (one document per instrument per snapshot), and every chain read (snapshot_id prefix)
+    (OPTIONS, [("snapshot_id", 1), ("symbol", 1)], {"unique": True, "name": "snapshot_symbol_unique"}),
     (PRICES, [("symbol", 1), ("timestamp", -1)], {"unique": True, "name": "symbol_timestamp_unique"}),
+    (PRICES, [("timestamp", -1)], {"name": "timestamp"}),
     (PRICES, [("sector", 1)], {"name": "sector"}),
     (SURFACES, [("currency", 1), ("timestamp", -1)], {"name": "currency_timestamp"}),
     (PORTFOLIOS, [("portfolio_id", 1), ("timestamp", -1)], {"unique": True, "name": "portfolio_timestamp_unique"}),
+    (PORTFOLIOS, [("timestamp", -1)], {"name": "timestamp"}),
     (SUGGESTIONS, [("currency", 1), ("timestamp", -1)], {"name": "currency_timestamp"}),
+    (SUGGESTIONS, [("status", 1), ("timestamp", -1)], {"name": "status_timestamp"}),
+    (SUGGESTIONS, [("snapshot_id", 1)], {"name": "snapshot_id"}),
     (JOB_RUNS, [("step", 1), ("started_at", -1)], {"name": "step_started"}),
-    (SNAPSHOTS, [("kind", 1), ("currency", 1), ("timestamp", -1)], {"name": "kind_currency_timestamp"}),
+    (JOB_RUNS, [("started_at", -1)], {"name": "started"}),
+    (JOB_RUNS, [("status", 1), ("started_at", -1)], {"name": "status_started"}),
+    (JOB_RUNS, [("job", 1), ("started_at", -1)], {"name": "job_started"}),
+    (SNAPSHOTS, [("kind", 1), ("status", 1), ("currency", 1), ("timestamp", -1)], {"name": "kind_status_currency_timestamp"}),
+    (SUMMARIES, [("currency", 1), ("resolution", 1), ("timestamp", -1)], {"name": "currency_resolution_timestamp"}),
+    (VOL_FORECASTS, [("currency", 1), ("as_of", -1)], {"name": "currency_as_of"}),
+    (RISK, [("book", 1), ("currency", 1), ("timestamp", -1)], {"name": "book_currency_timestamp"}),
+    (ALERTS, [("status", 1), ("opened_at", -1)], {"name": "status_opened"}),
+    (ALERTS, [("rule", 1), ("subject", 1), ("opened_at", -1)], {"name": "rule_subject_opened"}),
 ]
+
+# Indexes of earlier versions no reader uses any more (dropped by migration 2 where they exist).
+OBSOLETE_INDEXES: list[tuple[str, str]] = [
+    (OPTIONS, "symbol_timestamp_unique"), (OPTIONS, "symbol"), (OPTIONS, "underlying_timestamp"), (OPTIONS, "expiry"),
+    (OPTIONS, "snapshot_id"),
+    (SNAPSHOTS, "kind_currency_timestamp"),
+]
+
+# Small bookkeeping collections whose unindexed queries the embedded engine may evaluate in Python.
+SCANNABLE = frozenset({MIGRATIONS, LIVE_MARKS, "worker_state", "migrate_checkpoints"})
+
+
+def _create_indexes(db) -> int:
+    for collection, keys, options in INDEXES:
+        db[collection].create_index(keys, **options)
+    return len(INDEXES)
 
 
 def _m1_indexes(db) -> str:
@@ -83,14 +109,23 @@ def _m1_indexes(db) -> str:
     for name in COLLECTIONS:
         if name not in existing:
             db.create_collection(name)
-    for collection, keys, options in INDEXES:
-        db[collection].create_index(keys, **options)
-    return f"{len(INDEXES)} indexes on {len(COLLECTIONS)} collections"
+    return f"{_create_indexes(db)} indexes on {len(COLLECTIONS)} collections"
+
+
+def _m2_reader_indexes(db) -> str:
+    """Indexes for this round's readers (summaries, forecasts, risk, alerts, runs, suggestions); drop unused ones."""
+    dropped = 0
+    for collection, name in OBSOLETE_INDEXES:
+        if name in db[collection].index_information():
+            db[collection].drop_index(name)
+            dropped += 1
+    return f"{_create_indexes(db)} indexes ensured, {dropped} obsolete dropped"
 
 
 # Numbered migrations, applied once each in order and recorded in schema_migrations.
 MIGRATION_STEPS: list[tuple[int, str, Callable]] = [
     (1, "collections and indexes of the original design, unique natural keys", _m1_indexes),
+    (2, "indexes serving every reader of the year-scale store; unused option indexes dropped", _m2_reader_indexes),
 ]
 
 
