@@ -229,8 +229,8 @@ def test_cli_collect_deribit_against_replay_server(qort_env, monkeypatch):
         ok = runner.invoke(app, ["collect", "deribit", "--currency", "BTC", "--json"])
         assert ok.exit_code == 0, ok.output
         assert json.loads(ok.stdout)["stored"] == N_SMALL
-        table = runner.invoke(app, ["collect", "deribit", "--currency", "BTC"])
-        assert table.exit_code == 0 and f"{N_SMALL} documents stored" in table.stdout
+        table = runner.invoke(app, ["collect", "deribit", "--currency", "BTC"])  # the same snapshot again: a no-op
+        assert table.exit_code == 0 and "unchanged" in table.stdout and "0 documents stored" in table.stdout
         failed = runner.invoke(app, ["collect", "deribit", "--currency", "ETH"])
         assert failed.exit_code == 1
         assert "Method not found" in failed.output and len(failed.output.strip().splitlines()) <= 2

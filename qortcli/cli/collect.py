@@ -127,14 +127,14 @@ def sample(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False)
 
 def _render_options(console, summary: dict) -> None:
     table = Table(title="Option snapshots stored", title_justify="left")
-    for col in ("snapshot", "instruments", "expiries", "stored", "skipped", "s"):
-        table.add_column(col, justify="left" if col == "snapshot" else "right", no_wrap=col == "snapshot")
+    for col in ("snapshot", "status", "instruments", "expiries", "stored", "skipped", "s"):
+        table.add_column(col, justify="left" if col in ("snapshot", "status") else "right", no_wrap=col == "snapshot")
     for row in summary["snapshots"]:
         skipped = str(row["skipped"])
         if row["skipped_by_reason"]:
             skipped += " (" + ", ".join(f"{k} {v}" for k, v in row["skipped_by_reason"].items()) + ")"
-        table.add_row(row["snapshot_id"], str(row["instruments"]), str(row["expiries"]), str(row["stored"]), skipped,
-                      fmt(row["seconds"], 3))
+        table.add_row(row["snapshot_id"], row.get("status", "stored"), str(row["instruments"]), str(row["expiries"]),
+                      str(row["stored"]), skipped, fmt(row["seconds"], 3))
     console.print(table)
     sources = sorted({row["source"] for row in summary["snapshots"]})
     if sources:
@@ -143,6 +143,9 @@ def _render_options(console, summary: dict) -> None:
     for row in summary["snapshots"]:
         for example in row.get("skipped_examples", [])[:3]:
             console.print(f"[yellow]skipped[/] {row['currency']} {example}", highlight=False)
+    for row in summary["snapshots"]:
+        if row.get("note"):
+            console.print(f"{row['snapshot_id']}: {row['note']}", highlight=False)
     console.print(f"{summary['stored']} documents stored, {summary['skipped']} rows skipped "
                   f"in {fmt(summary.get('seconds'), 3)} s")
 

@@ -53,9 +53,12 @@ def option_documents(records: Iterable[OptionRecord], snapshot_id: str, timestam
     } for r in records]
 
 
-def store_chain(db, chain: ParsedChain) -> dict:
-    """Write one chain as one atomic snapshot; returns its summary row.
+def store_chain(db, chain: ParsedChain, replace: bool = False) -> dict:
+    """Write one chain as one atomic snapshot; returns its summary row (`status` stored | unchanged | busy).
 
+    A snapshot already stored is never shrunk or unpriced by a re-import: the same content is a no-op
+    ("unchanged"), a different one is refused (StepError naming what differs) unless `replace`. A twin
+    writer storing the same snapshot at the same moment makes this call a no-op ("busy"), never a loss.
     A chain with no usable row is a StepError (naming why rows were skipped); nothing is written.
     """
     clock = time.perf_counter()
@@ -63,23 +66,48 @@ def store_chain(db, chain: ParsedChain) -> dict:
         why = ", ".join(f"{k}={v}" for k, v in chain.skipped.items()) or "no rows"
         first = f"; first: {chain.examples[0]}" if chain.examples else ""
         raise StepError(f"{chain.currency} chain ({chain.source}) has no usable option rows ({why}){first}")
-    snapshot_id = ops.begin_snapshot(db, "options", chain.currency, chain.timestamp, source=chain.source)
+    claim = ops.begin_snapshot(db, "options", chain.currency, chain.timestamp, source=chain.source)
+    docs = option_documents(chain.records, str(claim), chain.timestamp, chain.source)
+    row = {"currency": chain.currency, "snapshot_id": str(claim), "timestamp": chain.timestamp,
+           "source": chain.source, "instruments": len(docs), "expiries": chain.expiries, "stored": 0,
+           "skipped": chain.skipped_total, "skipped_by_reason": dict(chain.skipped),
+           "skipped_examples": list(chain.examples)}
+    if claim.state == ops.BUSY:
+        row.update(status="busy", note="another process is storing this snapshot right now; left to it")
+        row["seconds"] = round(time.perf_counter() - clock, 3)
+        return row
+    if claim.state == ops.COMPLETE:
+        stored = ops.snapshot_digests(db, claim)
+        new = {d["symbol"]: ops.content_digest(d) for d in docs}
+        if stored == new:
+            row.update(status="unchanged", note="already stored with the same content")
+            row["seconds"] = round(time.perf_counter() - clock, 3)
+            return row
+        if not replace:
+            missing = len(set(stored) - set(new))
+            changed = sum(1 for k in set(stored) & set(new) if stored[k] != new[k])
+            added = len(set(new) - set(stored))
+            raise StepError(f"snapshot {claim} is already stored with {len(stored)} instruments; this {chain.source} "
+                            f"chain has {len(new)} ({missing} missing, {changed} changed, {added} new): not replaced "
+                            f"(pass --replace to replace it)")
+        claim = ops.begin_snapshot(db, "options", chain.currency, chain.timestamp, source=chain.source, replace=True)
+        if claim.state != ops.CLAIMED:
+            row.update(status="busy", note="another process is replacing this snapshot right now; left to it")
+            row["seconds"] = round(time.perf_counter() - clock, 3)
+            return row
     try:
-        docs = option_documents(chain.records, snapshot_id, chain.timestamp, chain.source)
         stored = ops.upsert_many(db, schema.OPTIONS, docs)
-        symbols = [d["symbol"] for d in docs]
-        # A re-import of the same snapshot with fewer rows must not leave stale documents behind.
-        db[schema.OPTIONS].delete_many({"snapshot_id": snapshot_id, "symbol": {"$nin": symbols}})
+        # a dead writer's leftovers or a replaced snapshot's instruments that this chain no longer has
+        ops.remove_other_documents(db, claim, [d["symbol"] for d in docs])
         counts = {"stored": stored, "instruments": len(docs), "expiries": chain.expiries,
                   "skipped": chain.skipped_total, "skipped_by_reason": dict(chain.skipped)}
-        ops.complete_snapshot(db, snapshot_id, counts)
+        ops.complete_snapshot(db, claim, counts)
     except BaseException:
-        ops.discard_snapshot(db, snapshot_id, schema.OPTIONS)
+        ops.discard_snapshot(db, claim, schema.OPTIONS)
         raise
-    return {"currency": chain.currency, "snapshot_id": snapshot_id, "timestamp": chain.timestamp,
-            "source": chain.source, "instruments": len(docs), "expiries": chain.expiries, "stored": stored,
-            "skipped": chain.skipped_total, "skipped_by_reason": dict(chain.skipped),
-            "skipped_examples": list(chain.examples), "seconds": round(time.perf_counter() - clock, 3)}
+    row.update(status="replaced" if replace and claim.record else "stored", stored=stored)
+    row["seconds"] = round(time.perf_counter() - clock, 3)
+    return row
 
 
 def _chain_files(path: Path) -> list[Path]:

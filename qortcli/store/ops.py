@@ -27,6 +27,8 @@ def to_plain(obj):
         return [to_plain(v) for v in obj]
     if isinstance(obj, np.ndarray):
         return [to_plain(v) for v in obj.tolist()]
+    if isinstance(obj, str):
+        return str(obj)  # a str subclass (e.g. a SnapshotClaim) is stored as the plain string
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, (int, np.integer)):
@@ -64,45 +66,210 @@ def upsert_many(db, collection: str, docs: Iterable[dict], batch_size: int = 200
     return written
 
 
+def update_fields(db, collection: str, updates: Iterable[tuple[object, dict]], batch_size: int = 2000) -> int:
+    """Narrow updates: set `fields` (dotted paths allowed) on the document with each `_id`, touching nothing else
+    (the `price` step's model fields on collected documents). Returns how many documents matched."""
+    from pymongo import UpdateOne
+
+    matched = 0
+    batch: list = []
+    for doc_id, fields in updates:
+        batch.append(UpdateOne({"_id": doc_id}, {"$set": to_plain(fields)}))
+        if len(batch) >= batch_size:
+            matched += db[collection].bulk_write(batch, ordered=False).matched_count
+            batch = []
+    if batch:
+        matched += db[collection].bulk_write(batch, ordered=False).matched_count
+    return matched
+
+
 def snapshot_id_for(currency: str, timestamp: datetime) -> str:
     """`BTC-20260313T190015Z`: the id of a currency's options snapshot taken at `timestamp`."""
     return f"{currency.upper()}-{require_utc(timestamp, 'snapshot time'):%Y%m%dT%H%M%SZ}"
 
 
-def begin_snapshot(db, kind: str, currency: str, timestamp: datetime, source: str = "") -> str:
-    """Record a pending snapshot; its documents stay invisible to readers until `complete_snapshot`.
+# ---------------------------------------------------------------------------------------------- snapshots
+# A snapshot is written pending and made complete only after all its documents are in. Each writer claims
+# the snapshot atomically (an insert of the record, or a conditional update taking over a dead writer's
+# claim); only the owner may complete or discard it, so two writers of the same snapshot never lose it.
 
-    Re-collecting a snapshot that is already complete keeps it visible (the upserts rewrite the same
-    documents with the same keys).
+CLAIMED, BUSY = "claimed", "busy"
+STALE_AFTER_S = 900.0          # a pending claim this old, of a process we cannot see, is dead
+
+
+class SnapshotClaim(str):
+    """The snapshot id, plus what the claim found: `state` "claimed" (yours to write), "complete" (already
+    stored: compare or leave it) or "busy" (another live writer is storing it now); `owner` is your token."""
+
+    state: str
+    owner: str
+    record: dict | None
+
+    def __new__(cls, snapshot_id: str, state: str, owner: str, record: dict | None = None):
+        obj = super().__new__(cls, snapshot_id)
+        obj.state, obj.owner, obj.record = state, owner, record
+        return obj
+
+    def __getnewargs__(self):
+        return str(self), self.state, self.owner, self.record
+
+
+def owner_token() -> str:
+    """host:pid:random — who holds a claim (the pid lets the same host prove a dead writer dead)."""
+    import os
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def owner_alive(owner: str | None, started_at: datetime | None, stale_after_s: float = STALE_AFTER_S) -> bool:
+    """Whether the writer that holds a claim may still be running: on this host, its pid is alive; on another
+    host (or unknown), its claim is younger than `stale_after_s`."""
+    import os
+    import socket
+
+    host, _, rest = (owner or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host == socket.gethostname() and pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    if started_at is None:
+        return False
+    from qortcli.timeutils import as_utc
+
+    return (utcnow() - as_utc(started_at)).total_seconds() < stale_after_s
+
+
+def begin_snapshot(db, kind: str, currency: str, timestamp: datetime, source: str = "",
+                   replace: bool = False, stale_after_s: float = STALE_AFTER_S) -> SnapshotClaim:
+    """Claim the snapshot of `currency` at `timestamp` for writing; its documents stay invisible to readers
+    until `complete_snapshot`.
+
+    Returns a SnapshotClaim (a str: the id): "claimed" when it is yours to write (a new snapshot, a dead
+    writer's leftover, or — with `replace` — a complete one you are replacing, which readers stop seeing
+    until you complete it); "complete" when it is already stored (nothing changed); "busy" when another
+    live writer is storing it right now (a concurrent twin: leave it to that writer).
     """
+    from pymongo.errors import DuplicateKeyError
+
     snapshot_id = snapshot_id_for(currency, timestamp)
-    existing = db[schema.SNAPSHOTS].find_one({"_id": snapshot_id})
-    status = existing["status"] if existing else PENDING
-    doc = {"snapshot_id": snapshot_id, "kind": kind, "currency": currency.upper(),
-           "timestamp": require_utc(timestamp), "status": status, "source": source, "started_at": utcnow(),
-           "counts": existing.get("counts", {}) if existing else {}}
-    upsert_many(db, schema.SNAPSHOTS, [doc])
-    return snapshot_id
+    owner = owner_token()
+    now = utcnow()
+    record = to_plain({"_id": snapshot_id, "snapshot_id": snapshot_id, "kind": kind, "currency": currency.upper(),
+                       "timestamp": require_utc(timestamp), "status": PENDING, "source": source, "owner": owner,
+                       "started_at": now, "counts": {}})
+    coll = db[schema.SNAPSHOTS]
+    try:
+        coll.insert_one(dict(record))
+        return SnapshotClaim(snapshot_id, CLAIMED, owner)
+    except DuplicateKeyError:
+        pass
+    existing = coll.find_one({"_id": snapshot_id}) or {}
+    if existing.get("status") == COMPLETE:
+        if not replace:
+            return SnapshotClaim(snapshot_id, COMPLETE, owner, existing)
+        taken = coll.find_one_and_update({"_id": snapshot_id, "status": COMPLETE},
+                                         {"$set": {"status": PENDING, "owner": owner, "started_at": now,
+                                                   "source": source, "replacing": True}})
+        return SnapshotClaim(snapshot_id, CLAIMED if taken else BUSY, owner, existing)
+    if owner_alive(existing.get("owner"), existing.get("started_at"), stale_after_s):
+        return SnapshotClaim(snapshot_id, BUSY, owner, existing)
+    taken = coll.find_one_and_update({"_id": snapshot_id, "status": PENDING, "owner": existing.get("owner")},
+                                     {"$set": {"owner": owner, "started_at": now, "source": source}})
+    return SnapshotClaim(snapshot_id, CLAIMED if taken else BUSY, owner, existing)
 
 
-def complete_snapshot(db, snapshot_id: str, counts: dict | None = None) -> None:
-    """Mark a snapshot complete (visible to readers) with its document counts."""
-    db[schema.SNAPSHOTS].update_one({"_id": snapshot_id},
-                                    {"$set": {"status": COMPLETE, "completed_at": utcnow(),
-                                              "counts": to_plain(counts or {})}})
+class LostClaim(RuntimeError):
+    """The snapshot's claim was taken over (this writer was thought dead): its work is not kept."""
 
 
-def discard_snapshot(db, snapshot_id: str, collection: str = schema.OPTIONS) -> int:
+def complete_snapshot(db, snapshot_id: str, counts: dict | None = None, owner: str | None = None) -> None:
+    """Mark a snapshot complete (visible to readers) with its document counts — only if `owner` (default:
+    the claim's own token when `snapshot_id` is a SnapshotClaim) still holds it."""
+    owner = owner or getattr(snapshot_id, "owner", None)
+    query: dict = {"_id": str(snapshot_id), "status": PENDING}
+    if owner:
+        query["owner"] = owner
+    done = db[schema.SNAPSHOTS].update_one(query, {"$set": {"status": COMPLETE, "completed_at": utcnow(),
+                                                            "counts": to_plain(counts or {})},
+                                                   "$unset": {"owner": "", "replacing": ""}})
+    if done.matched_count == 0:
+        raise LostClaim(f"snapshot {snapshot_id}: another writer took over its claim; this copy is not kept")
+
+
+def discard_snapshot(db, snapshot_id: str, collection: str = schema.OPTIONS, owner: str | None = None) -> int:
     """Delete the documents of a snapshot that never completed, and its record; returns documents deleted.
 
-    A snapshot already complete is left untouched (returns 0).
+    Only the claim's owner (default: the SnapshotClaim's token) may discard; a complete snapshot, or one
+    another writer holds, is left untouched (returns 0).
     """
-    record = db[schema.SNAPSHOTS].find_one({"_id": snapshot_id})
-    if record and record.get("status") == COMPLETE:
+    owner = owner or getattr(snapshot_id, "owner", None)
+    record = db[schema.SNAPSHOTS].find_one({"_id": str(snapshot_id)})
+    if not record or record.get("status") == COMPLETE:
         return 0
-    deleted = db[collection].delete_many({"snapshot_id": snapshot_id}).deleted_count
-    db[schema.SNAPSHOTS].delete_one({"_id": snapshot_id})
+    if owner and record.get("owner") != owner:
+        return 0
+    deleted = db[collection].delete_many({"snapshot_id": str(snapshot_id)}).deleted_count
+    db[schema.SNAPSHOTS].delete_one({"_id": str(snapshot_id), "status": PENDING, "owner": record.get("owner")})
     return deleted
+
+
+#: fields of an options_data document that are not the collected data itself (left out of content digests)
+DERIVED_FIELDS = ("_id", "model", "source")
+
+
+def content_digest(doc: dict) -> str:
+    """A digest of a document's collected content (not its `_id`, model fields or source label)."""
+    import hashlib
+
+    import bson
+
+    plain = to_plain({k: v for k, v in doc.items() if k not in DERIVED_FIELDS})
+    return hashlib.sha256(bson.encode(_sorted(plain))).hexdigest()
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def snapshot_digests(db, snapshot_id: str, collection: str = schema.OPTIONS) -> dict[str, str]:
+    """{symbol: content digest} of a stored snapshot's documents (to compare a re-import with)."""
+    return {d["symbol"]: content_digest(d) for d in db[collection].find({"snapshot_id": str(snapshot_id)})}
+
+
+def remove_other_documents(db, snapshot_id: str, keep_symbols: list[str], collection: str = schema.OPTIONS) -> int:
+    """Delete a snapshot's documents whose symbol is not in `keep_symbols` (a replaced snapshot's leftovers)."""
+    return db[collection].delete_many({"snapshot_id": str(snapshot_id), "symbol": {"$nin": list(keep_symbols)}}).deleted_count
+
+
+def stale_snapshots(db, kind: str = "options", stale_after_s: float = STALE_AFTER_S) -> list[dict]:
+    """Pending snapshot records whose writer is provably gone (see `owner_alive`)."""
+    pending = db[schema.SNAPSHOTS].find({"kind": kind, "status": PENDING})
+    return [r for r in pending if not owner_alive(r.get("owner"), r.get("started_at"), stale_after_s)]
+
+
+def clean_stale_snapshots(db, kind: str = "options", collection: str = schema.OPTIONS,
+                          stale_after_s: float = STALE_AFTER_S) -> list[dict]:
+    """Discard the leftovers of dead writers (pending snapshots and their partial documents); returns what
+    was cleaned: [{snapshot_id, documents, owner}]. A replaced-then-abandoned snapshot is discarded too."""
+    cleaned = []
+    for record in stale_snapshots(db, kind, stale_after_s):
+        deleted = discard_snapshot(db, record["_id"], collection, owner=record.get("owner") or "")
+        cleaned.append({"snapshot_id": record["_id"], "documents": deleted, "owner": record.get("owner")})
+    return cleaned
 
 
 def list_snapshots(db, kind: str = "options", currency: str | None = None, complete_only: bool = True) -> list[dict]:
