@@ -19,7 +19,11 @@ def migrate(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
                                       help="Target database name (default: the URL's /path, else the source's)."),
             dry_run: bool = typer.Option(False, "--dry-run", help="With --to: show what would be copied, write nothing."),
             batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1,
-                                           help="Documents per batch (one checkpoint per batch).")) -> None:
+                                           help="Documents per batch (one checkpoint per batch)."),
+            upgrade_store: bool = typer.Option(
+                False, "--upgrade-store",
+                help="Upgrade an embedded store of qortfolio 0.1 (litemongo files) to the current engine in place: "
+                     "copy, verify counts and content hashes, keep the old files in legacy-litemongo-<time>/.")) -> None:
     """Create collections and indexes and apply numbered schema migrations; running it twice changes nothing.
 
     With --to, also copy the whole store to another one (embedded → MongoDB Atlas, or any direction):
@@ -28,10 +32,28 @@ def migrate(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
     TLS settings come from the URL (mongodb+srv:// turns TLS on; add e.g. ?tlsCAFile=/path/ca.pem).
 
     Example: qortcli migrate --to "mongodb+srv://user:pass@cluster0.example.mongodb.net/qortfolio" --dry-run
+
+    Example: qortcli migrate --upgrade-store      # a store written by qortfolio 0.1 (litemongo)
     """
     st = state(ctx, db, as_json)
     if (dry_run or to_db) and not to:
         fail("--dry-run and --to-db only make sense with --to URL", 2)
+    if upgrade_store:
+        if to:
+            fail("--upgrade-store upgrades the store in place; run --to afterwards", 2)
+        with handled(st):
+            from qortcli.config import get_settings
+            from qortcli.store.connect import is_mongo_url
+            from qortcli.store.legacy import upgrade_store as upgrade
+
+            settings = get_settings()
+            target = st.db_url or settings.db_url
+            if is_mongo_url(target):
+                fail("--upgrade-store applies to an embedded store directory, not MongoDB", 2)
+            with _progress(enabled=not st.as_json) as progress:
+                summary = upgrade(target, settings.db_name, progress=progress)
+            emit(st, summary, _render_upgrade)
+        return
     with handled(st):
         database = open_db(st, migrate=False)
         try:
@@ -89,6 +111,18 @@ def _render(console, summary: dict) -> None:
         colour = "green" if m["status"] == "applied now" else "dim"
         table.add_row(str(m["number"]), m["description"], f"[{colour}]{m['status']}[/]", fmt(m.get("applied_at")))
     console.print(table)
+
+
+def _render_upgrade(console, summary: dict) -> None:
+    table = Table(title=f"Store upgraded in place: {summary['store']}", title_justify="left")
+    for col in ("collection", "documents", "content hash", "verified"):
+        table.add_column(col, justify="right" if col == "documents" else "left")
+    for row in summary["collections"]:
+        table.add_row(row["collection"], str(row["documents"]), row["hash"][:12],
+                      "[green]identical[/]" if row["match"] else f"[red]{row['detail']}[/]")
+    console.print(table)
+    console.print(f"the previous engine's files are kept in {summary['backup']} (delete them once satisfied)",
+                  highlight=False)
 
 
 def _render_copy(console, summary: dict) -> None:
