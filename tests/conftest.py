@@ -53,9 +53,37 @@ def mongomock_db():
     db.close()
 
 
+@pytest.fixture
+def mongo_db():
+    """A real MongoDB (QORT_TEST_MONGO_URL, e.g. mongodb://localhost:27017 from `docker compose up mongodb`): a
+    fresh database per test, dropped afterwards. Skipped, with the reason, when the variable is not set."""
+    import os
+    import uuid
+
+    url = os.environ.get("QORT_TEST_MONGO_URL")
+    if not url:
+        pytest.skip("REAL MONGODB NOT TESTED: set QORT_TEST_MONGO_URL=mongodb://... to run the store suite on a server")
+    from qortcli.store import ensure_schema
+    from qortcli.store.connect import connect_mongo
+
+    name = f"qort_test_{uuid.uuid4().hex[:10]}"
+    db = connect_mongo(url, name)
+    ensure_schema(db)
+    yield db
+    db._client.drop_database(name)
+    db.close()
+
+
 @pytest.fixture(params=["embedded", "mongomock"])
 def any_db(request):
     """Each test using it runs on both stores."""
+    yield request.getfixturevalue(f"{request.param}_db")
+
+
+@pytest.fixture(params=["embedded", "mongomock", "mongo"])
+def store_db(request):
+    """The store-behaviour suite's backends: the embedded engine, mongomock, and a real MongoDB when
+    QORT_TEST_MONGO_URL is set (skipped loudly otherwise)."""
     yield request.getfixturevalue(f"{request.param}_db")
 
 
