@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qortcli.timeutils import BASES
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("/work/shared/data")
 TARGET_S = 2.0
-SECONDS_PER_YEAR = 365.0 * 86400.0   # ACT/365, as the chains are priced
+SECONDS_PER_YEAR = BASES["ACT/365"] * 86400.0   # ACT/365, as the chains are priced
 TENORS = (7, 30, 60, 90, 180)
 
 

@@ -144,6 +144,11 @@ def test_parameters_stay_fixed_between_refits_and_the_table_is_on_common_dates()
     x = np.column_stack([np.ones(7), mean_over(a2, 1).reindex(block), mean_over(a2, 7).reindex(block),
                          mean_over(a2, 30).reindex(block)])
     assert np.allclose(ev.paths[(30, "har")].reindex(block).to_numpy(), np.maximum(x @ fit.coefficients, fit.floor))
+    # each score row carries the parameters of the last refit
+    last = pd.Timestamp(ev.refit_days[-1])
+    assert ev.score("har", 30).params == pytest.approx(vf.fit_har(frame, 30, as_of=last).params)
+    assert list(ev.score("gjr", 7).params) == ["mu", "omega", "alpha[1]", "gamma[1]", "beta[1]", "nu"]
+    assert ev.score("naive", 7).params == {} and ev.unconverged == {}
 
 
 def test_too_little_history_gives_reasons_not_numbers():
@@ -158,5 +163,7 @@ def test_too_little_history_gives_reasons_not_numbers():
         vf.fit_garch(frame, "garch")
     ev = vf.evaluate_forecasts(frame, horizons=(7,), eval_days=60)
     assert ev.score("garch", 7).reason.startswith("n/a: garch needs") and ev.score("naive", 7).n > 0
+    with pytest.raises(ValueError, match="pass fractions"):
+        vf.forecast_vol(bars(), {30: january_summaries("btc")["atm_iv_30d_marks"] * 100})
     with pytest.raises(ValueError, match="no evaluation origins"):
         vf.evaluate_forecasts(frame, eval_start=pd.Timestamp("2026-07-30", tz="UTC"))

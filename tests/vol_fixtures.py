@@ -10,11 +10,12 @@ import pandas as pd
 
 from qortcli.quant import regime
 from qortcli.sources.yahoo import read_yahoo_csv
+from qortcli.timeutils import BASES
 
 from conftest import FIXTURES
 
 MARIO = FIXTURES / "prices_mario"
-YEAR_S = 365.0 * 86400.0
+YEAR_S = BASES["ACT/365"] * 86400.0
 
 
 @lru_cache(maxsize=None)

@@ -34,10 +34,10 @@ Estimators (per-day variance contributions, not annualised)
 Windows
     A window of w days ending on day t is the calendar days t − w + 1 … t: it holds at most w
     observations (returns dated in it, or bars). RV = √(days_per_year × mean of the per-day variances it
-    holds). It needs at least max(2, ⌈min_coverage × w⌉) observations (default min_coverage 0.6), else
-    it is n/a and says "n/a: needs N returns, has M" (bars for range estimators). The forward window of origin t is t + 1 … t + h
-    (the h-day realised variance a forecast made at the close of t predicts); it is n/a while any of it
-    lies beyond the last day of data.
+    holds). It needs at least max(2, ⌈min_coverage × w⌉) observations (default min_coverage 0.6; a
+    one-day window needs its one), else it is n/a and says "n/a: needs N returns, has M" (bars for the
+    range estimators). The forward window of origin t is t + 1 … t + h (the h-day realised variance a
+    forecast made at the close of t predicts); it is n/a while any of it lies beyond the last day of data.
 """
 
 from __future__ import annotations

@@ -124,6 +124,9 @@ def _implied(implied: Mapping[int, pd.Series] | None, calendar: pd.DatetimeIndex
         if series is None:
             continue
         iv = daily_last(series).reindex(calendar).to_numpy()
+        top = np.nanmax(iv) if np.isfinite(iv).any() else 0.0
+        if top > 5.0:
+            raise ValueError(f"the {h}-day implied vols reach {top:g}: pass fractions (0.45), not percent")
         out[int(h)] = np.where(iv > 0, iv * iv, np.nan)
     return out
 
@@ -305,6 +308,7 @@ class _Paths:
     fits: dict[tuple[str, int], object] = field(default_factory=dict)   # last fit per (model, h)
     reasons: dict[tuple[str, int], str] = field(default_factory=dict)
     floored: dict[int, int] = field(default_factory=dict)
+    unconverged: dict[str, int] = field(default_factory=dict)                  # GARCH fits not converged
 
 
 def _run(inp: _Inputs, blocks: list[_Block], horizons, train_days, lags, min_train: int) -> _Paths:
@@ -335,6 +339,8 @@ def _run(inp: _Inputs, blocks: list[_Block], horizons, train_days, lags, min_tra
                 continue
             res = _arch_fit(_arch_model(r, model), n_fit, starts[model])
             starts[model] = np.asarray(res.params)
+            if int(res.convergence_flag) != 0:
+                paths.unconverged[model] = paths.unconverged.get(model, 0) + 1
             fc = res.forecast(horizon=hmax, start=n_fit - 1, reindex=False)
             ex2 = np.asarray(fc.variance) + np.asarray(fc.mean) ** 2          # E[r²] in %², rows = origins
             rows = pos[n_fit - 1:]                                             # calendar position of each row
@@ -380,6 +386,7 @@ class ForecastScore:
     qlike, mse       means over the n origins, on annualised variance (mse in fraction⁴)
     rmse_vol         √mean((√f − √y)²), in vol (fraction) — a readable companion to MSE
     mean_forecast_vol, mean_realised_vol   means of √f and √y over the same origins
+    params           the model's parameters at the last refit ({} for naive and implied)
     """
 
     model: str
@@ -393,6 +400,7 @@ class ForecastScore:
     span_start: datetime | None
     span_end: datetime | None
     refit_every_days: int
+    params: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
 
 
@@ -403,8 +411,8 @@ class ForecastEvaluation:
     paths        DataFrame (index: origin days, UTC; columns: MultiIndex (horizon, model | "realised")) of
                  annualised variances: each model's forecast made at that origin and the realised target
     refit_days   the refit days (UTC)
-    last_params  {(model, horizon): parameters of the last refit}
     floored      {horizon: HAR forecasts floored at the training minimum}
+    unconverged  {model: refits where arch's optimiser did not report convergence (forecasts still made)}
     """
 
     horizons: tuple[int, ...]
@@ -415,8 +423,8 @@ class ForecastEvaluation:
     scores: tuple[ForecastScore, ...]
     paths: pd.DataFrame
     refit_days: tuple[datetime, ...]
-    last_params: dict[tuple[str, int], dict[str, float]]
     floored: dict[int, int]
+    unconverged: dict[str, int]
 
     def score(self, model: str, horizon_days: int) -> ForecastScore | None:
         return next((s for s in self.scores if s.model == model and s.horizon_days == horizon_days), None)
@@ -492,26 +500,27 @@ def evaluate_forecasts(prices: pd.DataFrame, implied: Mapping[int, pd.Series] | 
             common &= np.isfinite(per_model[m]) & (per_model[m] > 0)
         days = cal[origins[common]]
         for m in MODELS:
+            params = _params(paths.fits.get((m, h)))
             if m not in scored:
                 why = paths.reasons.get((m, h)) or ("n/a: no implied vol series for this horizon" if m == "implied"
                                                      else "n/a: no forecasts in the evaluation span")
                 scores.append(ForecastScore(m, h, 0, None, None, None, None, None, None, None,
-                                            int(refit_every_days), why))
+                                            int(refit_every_days), params, why))
                 continue
             if not common.any():
-                scores.append(ForecastScore(m, h, 0, None, None, None, None, None, None, None,
-                                            int(refit_every_days), "n/a: no origin where every model and the target exist"))
+                scores.append(ForecastScore(m, h, 0, None, None, None, None, None, None, None, int(refit_every_days),
+                                            params, "n/a: no origin where every model and the target exist"))
                 continue
             f, yy = per_model[m][common], y[common]
             scores.append(ForecastScore(
                 m, h, int(common.sum()), float(np.mean(qlike_loss(f, yy))), float(np.mean(mse_loss(f, yy))),
                 float(math.sqrt(np.mean((np.sqrt(f) - np.sqrt(yy)) ** 2))), float(np.mean(np.sqrt(f))),
-                float(np.mean(np.sqrt(yy))), _day(days[0]), _day(days[-1]), int(refit_every_days)))
+                float(np.mean(np.sqrt(yy))), _day(days[0]), _day(days[-1]), int(refit_every_days), params))
     frame = pd.DataFrame(np.column_stack(data), index=cal[origins],
                          columns=pd.MultiIndex.from_tuples(columns, names=["horizon_days", "model"]))
     return ForecastEvaluation(hs, int(refit_every_days), train_days, _day(cal[first]), _day(cal[last]),
                               tuple(scores), frame, tuple(_day(cal[b.refit]) for b in blocks),
-                              {k: _params(v) for k, v in paths.fits.items()}, dict(paths.floored))
+                              dict(paths.floored), dict(paths.unconverged))
 
 
 def forecast_vol(prices: pd.DataFrame, implied: Mapping[int, pd.Series] | None = None,
