@@ -63,8 +63,10 @@ def _normalise(frame: pd.DataFrame, symbol: str, source: str) -> PriceSeries:
 
 
 def read_yahoo_csv(path: Path | str, symbol: str | None = None) -> PriceSeries:
-    """A Yahoo Finance daily CSV (`Date,Open,High,Low,Close,Adj Close,Volume`); the symbol defaults to
-    the file name (`BTC-USD.csv` → BTC-USD). Rows with a null/zero close are dropped and counted."""
+    """A Yahoo Finance daily CSV (`Date,Open,High,Low,Close[,Adj Close],Volume`, rows in any order); the
+    symbol defaults to the file name (`BTC-USD.csv` → BTC-USD). Without an `Adj Close` column (files saved
+    by yfinance with auto-adjust, e.g. the Mario-SO archive) adj_close = close, which is exact for crypto
+    (no dividends or splits) and noted in `notes`. Rows with a null/zero close are dropped and counted."""
     path = Path(path)
     symbol = symbol or path.stem
     try:
@@ -77,9 +79,13 @@ def read_yahoo_csv(path: Path | str, symbol: str | None = None) -> PriceSeries:
     if missing:
         raise YahooError(f"{path.name}: not a Yahoo daily CSV, missing column(s) {', '.join(missing)}")
     frame = frame.rename(columns=_CSV_NAMES).set_index("date")
+    notes = []
     if "adj_close" not in frame:
         frame["adj_close"] = frame["close"]
-    return _normalise(frame, symbol, "yahoo_csv")
+        notes.append(f"{path.name}: no Adj Close column; adj_close = close")
+    series = _normalise(frame, symbol, "yahoo_csv")
+    series.notes.extend(notes)
+    return series
 
 
 def list_price_csvs(directory: Path | str) -> list[Path]:
