@@ -121,7 +121,7 @@ _PROJECTION = {name: 1 for name in DOC_FIELDS}
 
 
 def _chain(db, info: SnapshotInfo, basis: str) -> Chain:
-    docs = list(db[schema.OPTIONS].find({"snapshot_id": info.snapshot_id}, _PROJECTION))
+    docs = list(db[schema.OPTIONS].find({"snapshot_id": info.snapshot_id}))  # whole documents: cheaper than projecting
     if not docs:
         raise StepError(f"snapshot {info.snapshot_id} has no options_data documents")
     return Chain(info, chain_frame(docs, info.timestamp, basis, snapshot_id=info.snapshot_id,
