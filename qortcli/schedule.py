@@ -31,6 +31,7 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "optimize": ("qortcli.steps.optimize.run_optimize", "optimize", "sector portfolios and risk metrics"),
     "suggest": ("qortcli.steps.suggest.run_suggest", "suggest", "option strategy suggestions"),
     "track": ("qortcli.steps.suggest.run_track", "suggest --track", "track record of past suggestions"),
+    "prune": ("qortcli.steps.prune.run_prune", "prune", "retention: thin chains older than the window to one a day"),
 }
 
 # Used when the settings file has no [schedule.jobs] (the packaged settings.toml carries the same values).
@@ -42,6 +43,7 @@ DEFAULT_JOBS: dict[str, dict[str, Any]] = {
     "optimize": {"cron": "30 0 * * *"},
     "suggest": {"cron": "15 * * * *"},
     "track": {"cron": "45 * * * *"},
+    "prune": {"cron": "40 0 * * *"},
 }
 DEFAULT_MISFIRE_GRACE_SECONDS = 600
 DEFAULT_MAX_WORKERS = 4

@@ -137,12 +137,13 @@ def handled(st: State):
         fail(f"{type(exc).__name__}: {first} (run with -v for the traceback)", EXIT_FAILED)
 
 
-def open_db(st: State, migrate: bool = True):
-    """Connect to the store; with `migrate`, apply pending schema migrations first."""
+def open_db(st: State, migrate: bool = True, read_only: bool = False):
+    """Connect to the store; with `migrate`, apply pending schema migrations first. `read_only` opens it
+    without creating or writing anything (commands that only read)."""
     from qortcli.store import connect, ensure_schema
 
-    db = connect(st.db_url)
-    if migrate:
+    db = connect(st.db_url, read_only=read_only)
+    if migrate and not read_only:
         ensure_schema(db)
     return db
 

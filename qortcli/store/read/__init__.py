@@ -6,5 +6,7 @@ import line here); each function returns a typed record or frame and is served b
 
 from qortcli.store.read.core import *  # noqa: F401,F403
 from qortcli.store.read.core import __all__ as _core_all
+from qortcli.store.read.suggestions import *  # noqa: F401,F403
+from qortcli.store.read.suggestions import __all__ as _suggestions_all
 
-__all__ = list(_core_all)
+__all__ = [*_core_all, *_suggestions_all]
