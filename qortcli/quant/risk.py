@@ -423,7 +423,8 @@ def _future_legs(frame: pd.DataFrame, mask: np.ndarray, chain: pd.DataFrame, spo
     names = frame.loc[mask, "instrument"].astype(str).to_numpy()
     expiry = frame.loc[mask, "expiry"]
     perpetual = expiry.isna().to_numpy()
-    T = np.where(perpetual, np.inf, _years(expiry.fillna(as_of), as_of, days_per_year))
+    with np.errstate(invalid="ignore"):
+        T = np.where(perpetual, np.inf, _years(expiry, as_of, days_per_year))
     if not (T > 0).all():
         bad = names[~(T > 0)][0]
         raise ValueError(f"future {bad} has expired ({expiry[~(T > 0)].iloc[0]:%Y-%m-%d %H:%M} UTC, valuation at "
