@@ -118,35 +118,31 @@ def _entry(r: dict) -> str:
     return coin(r["entry_price"]) if r["price_unit"] == "coin" else usd(r["entry_price"])
 
 
+def _fields(spec, label: bool = True) -> list[Column]:
+    """Columns from (header, field, formatter, priority) tuples; with `label` the first is left-aligned text."""
+    return [Column(header, (lambda r, k=key, f=form: f(r[k])), priority, "left" if label and i == 0 else "right")
+            for i, (header, key, form, priority) in enumerate(spec)]
+
+
+def _g3(value) -> str:
+    return num(value, 3)
+
+
 def position_columns() -> list[Column]:
-    return [Column("instrument", lambda r: r["instrument"], 0, "left"),
-            Column("size", _size, 0),
-            Column("value coin", lambda r: coin(r["value_coin"]), 0),
-            Column("P/L coin", lambda r: coin(r["pnl_coin"]), 0),
-            Column("P/L USD", lambda r: usd(r["pnl_usd"]), 0),
-            Column("delta", lambda r: num(r["delta"], 3), 1),
-            Column("vega", lambda r: num(r["vega"], 3), 2),
-            Column("theta", lambda r: num(r["theta"], 3), 3),
-            Column("delta_pa", lambda r: num(r["delta_pa"], 3), 4),
+    return [*_fields([("instrument", "instrument", str, 0)]), Column("size", _size, 0),
+            *_fields([("value coin", "value_coin", coin, 0), ("P/L coin", "pnl_coin", coin, 0),
+                      ("P/L USD", "pnl_usd", usd, 0), ("delta", "delta", _g3, 1), ("vega", "vega", _g3, 2),
+                      ("theta", "theta", _g3, 3), ("delta_pa", "delta_pa", _g3, 4)], label=False),
             Column("entry", _entry, 5),
-            Column("gamma", lambda r: num(r["gamma"], 3), 6),
-            Column("vol", lambda r: pct(r["vol"]), 7),
-            Column("model coin", lambda r: coin(r["model_coin"]), 8),
-            Column("value USD", lambda r: usd(r["value_usd"]), 9)]
+            *_fields([("gamma", "gamma", _g3, 6), ("vol", "vol", pct, 7), ("model coin", "model_coin", coin, 8),
+                      ("value USD", "value_usd", usd, 9)], label=False)]
 
 
 def expiry_columns() -> list[Column]:
-    return [Column("expiry", lambda r: r["expiry_code"], 0, "left"),
-            Column("pos", lambda r: str(r["positions"]), 0),
-            Column("value coin", lambda r: coin(r["value_coin"]), 0),
-            Column("P/L coin", lambda r: coin(r["pnl_coin"]), 0),
-            Column("delta", lambda r: num(r["delta"], 3), 0),
-            Column("gamma", lambda r: num(r["gamma"], 3), 2),
-            Column("vega", lambda r: num(r["vega"], 3), 1),
-            Column("theta", lambda r: num(r["theta"], 3), 1),
-            Column("delta_pa", lambda r: num(r["delta_pa"], 3), 3),
-            Column("vega_coin", lambda r: num(r["vega_coin"], 3), 4),
-            Column("theta_coin", lambda r: num(r["theta_coin"], 3), 5)]
+    return _fields([("expiry", "expiry_code", str, 0), ("pos", "positions", str, 0), ("value coin", "value_coin", coin, 0),
+                    ("P/L coin", "pnl_coin", coin, 0), ("delta", "delta", _g3, 0), ("gamma", "gamma", _g3, 2),
+                    ("vega", "vega", _g3, 1), ("theta", "theta", _g3, 1), ("delta_pa", "delta_pa", _g3, 3),
+                    ("vega_coin", "vega_coin", _g3, 4), ("theta_coin", "theta_coin", _g3, 5)])
 
 
 def account_rows(a: dict) -> list[dict]:
