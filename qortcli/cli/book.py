@@ -15,14 +15,14 @@ from qortcli.errors import UsageError
 
 book_app = typer.Typer(
     help=("Your own positions, in a named book (default `main`) stored with its history of changes.\n\n"
-          "Sizes are signed and in coin: options in coin contracts, a coin holding in coin, futures in coin at the\n"
-          "entry price (converted to Deribit's USD contracts). Prices: coin per option, USD per coin for futures.\n"
+          "Sizes are signed and in coin: options in coin contracts, a coin holding in coin, futures in coin at the "
+          "entry price (converted to Deribit's USD contracts). Prices: coin per option, USD per coin for futures. "
           "Every instrument is checked against its currency's latest chain; a bad row stores nothing.\n\n"
           "Examples:\n\n"
-          "  qortcli book import positions.json          # a recorded Deribit private/get_positions response\n\n"
-          "  qortcli book import positions.csv           # instrument,size,avg_price_coin (BTC,1.5 for coin held)\n\n"
+          "  qortcli book import positions.json    (a recorded Deribit private/get_positions response)\n\n"
+          "  qortcli book import positions.csv     (instrument,size,avg_price_coin; BTC,1.5 for coin held)\n\n"
           "  qortcli book add BTC-27MAR26-100000-C 2 --price 0.03\n\n"
-          "  qortcli book add BTC-27MAR26 -0.5            # short 0.5 BTC of the March future at its mark\n\n"
+          "  qortcli book add BTC-27MAR26 -0.5      (short 0.5 BTC of the March future at its mark)\n\n"
           "  qortcli book add --suggestion 'BTC-20260111T211857Z|short_strangle|20260130'\n\n"
           "  qortcli book remove BTC-27MAR26 && qortcli book list --book main"),
     no_args_is_help=True, rich_markup_mode="rich")
@@ -109,8 +109,13 @@ def add(ctx: typer.Context,
         book: BookOption = "main", db: DbOption = None, as_json: JsonOption = False) -> None:
     """Net one position (or a stored suggestion's legs) into the book.
 
-    Examples: qortcli book add BTC-27MAR26-100000-C 2 --price 0.03 · qortcli book add BTC 1.5 ·
-    qortcli book add --suggestion 'BTC-20260111T211857Z|short_strangle|20260130'
+    Examples:
+
+      qortcli book add BTC-27MAR26-100000-C 2 --price 0.03
+
+      qortcli book add BTC 1.5
+
+      qortcli book add --suggestion 'BTC-20260111T211857Z|short_strangle|20260130'
     """
     from qortcli.steps.book import run_book_add, run_book_add_suggestion
 

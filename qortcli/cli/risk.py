@@ -293,23 +293,24 @@ def risk(ctx: typer.Context,
          currency: Annotated[Optional[str], typer.Option(
              "--currency", "-c", help="Only this currency (default: every currency the book holds).")] = None,
          horizon: Annotated[str, typer.Option(
-             "--horizon", help="Grid tables to print: a horizon in days of the [risk] settings (0 = now) or 'all'. "
+             "--horizon", help="Grid tables to print: a horizon in days of the \\[risk] settings (0 = now) or 'all'. "
                                "--json always carries every horizon.")] = "0",
          skip_missing: Annotated[bool, typer.Option(
              "--skip-missing", help="A book that does not exist or is empty is a quiet skip (exit 0), as in the worker.")] = False,
          basis: Annotated[Optional[str], typer.Option(
-             "--basis", help="Day count for T: ACT/365 (Deribit's) or ACT/365.25 (default: [pricing] day_count).")] = None,
+             "--basis", help="Day count for T: ACT/365 (Deribit's) or ACT/365.25 (default: \\[pricing] day_count).")] = None,
          db: DbOption = None, as_json: JsonOption = False) -> None:
     """Value a book on the latest chain: P/L, coin and USD greeks, the account delta and a scenario grid.
 
-    Per position and in total: value and P/L since entry in coin and USD (coin × the spot index); Deribit's
-    USD greeks and the coin greeks (delta_pa = F dV/dF); the account's delta of its USD value (coin held
-    adds +1 per coin) and of its coin value; greeks by expiry. The grid fully revalues every leg on spot moves
-    × vol shifts × horizons from the [risk] settings, with vols from the stored SVI surface (sticky
-    moneyness); legs expiring within a horizon settle on the coin payoff. One `risk` document is stored per
-    currency and run.
+    Per position and in total: value and P/L since entry in coin and USD (coin × the spot index); Deribit's USD greeks and the coin greeks (delta_pa = F dV/dF); the account's delta of its USD value (coin held adds +1 per coin) and of its coin value; greeks by expiry. The grid fully revalues every leg on spot moves × vol shifts × horizons from the \\[risk] settings, with vols from the stored SVI surface (sticky moneyness); legs expiring within a horizon settle on the coin payoff. One `risk` document is stored per currency and run.
 
-    Examples: qortcli risk · qortcli risk --book hedge --currency BTC --horizon all · qortcli risk --json
+    Examples:
+
+      qortcli risk
+
+      qortcli risk --book hedge --currency BTC --horizon all
+
+      qortcli risk --json
     """
     from qortcli.steps.risk import grid_from_settings, run_risk
 

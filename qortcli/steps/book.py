@@ -7,8 +7,8 @@ book (size in coin, signed: options in coin contracts, spot in coin, futures in 
 converted to USD contracts; the price defaults to the latest mark), `run_book_add_suggestion(db, id)` adds
 a stored suggestion's legs, `run_book_remove(db, instrument)` drops a position and `run_book_list(db)`
 shows the book. Every instrument is checked against its currency's latest complete chain first: an unknown,
-expired or malformed instrument is one clear line naming the row, and nothing is stored. Changing steps
-record a run (`recorded_run`, step "book"); listing only reads.
+expired or malformed instrument is one clear line naming the row, and nothing is stored. Every step
+records a run (`recorded_run`, step "book", args.action import|add|add_suggestion|remove|list).
 """
 
 from __future__ import annotations
@@ -294,13 +294,15 @@ def run_book_remove(db, instrument: str, book: str | None = None) -> BookSummary
 
 
 def run_book_list(db, book: str | None = None, history: int = 10) -> BookSummary:
-    """The book's positions and its last `history` changes (reads only; no run recorded)."""
+    """The book's positions and its last `history` changes (the book is only read; the run is recorded)."""
     name = book_name(book)
-    record = read.book(db, name)
-    if record is None:
-        names = read.book_names(db)
-        raise StepError(f"no book {name!r} in the store (books: {', '.join(names) or 'none'}); "
-                        "create it with `qortcli book import FILE` or `qortcli book add INSTRUMENT SIZE`")
+    with recorded_run(db, "book", {"action": "list", "book": name}) as run:
+        record = read.book(db, name)
+        if record is None:
+            names = read.book_names(db)
+            raise StepError(f"no book {name!r} in the store (books: {', '.join(names) or 'none'}); "
+                            "create it with `qortcli book import FILE` or `qortcli book add INSTRUMENT SIZE`")
+        run.counts.update(positions=len(record.positions))
     return _summary("list", record, history=history, message="" if record.positions else f"book {name} is empty")
 
 

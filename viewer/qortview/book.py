@@ -38,14 +38,14 @@ def book_page(db, book: str | None = None, currency: str | None = None) -> dict:
         return out
     currencies = read.risk_currencies(db, name)
     cur = currency if currency in currencies else (currencies[0] if currencies else "")
-    out.update(currencies=currencies, currency=cur)
+    out = {**out, "currencies": currencies, "currency": cur}
     doc = read.latest_risk(db, name, cur) if cur else None
     if doc is None:
         out["empty"] = EMPTY_RISK.format(book=name)
         return out
     grid = doc["grid"]
     surface = doc.get("surface") or {}
-    out.update(
+    report = dict(
         has_risk=True, snapshot_id=doc["snapshot_id"], timestamp=_when(doc.get("timestamp")),
         computed_at=_when(doc.get("computed_at")), book_revision=doc.get("book_revision"), basis=doc.get("basis"),
         index_usd=doc.get("index_usd"), surface_snapshot_id=surface.get("snapshot_id"),
@@ -56,6 +56,5 @@ def book_page(db, book: str | None = None, currency: str | None = None) -> dict:
               "horizons_days": list(grid["horizons_days"]), "spot_usd": list(grid["spot_usd"]),
               "pnl_coin": grid["pnl_coin"], "pnl_usd": grid["pnl_usd"], "value_change_usd": grid["value_change_usd"]},
         worst={k: dict(v) for k, v in (doc.get("worst") or {}).items()},
-        notes=list(doc.get("notes") or []), method=dict(doc.get("method") or {}),
-    )
-    return out
+        notes=list(doc.get("notes") or []), method=dict(doc.get("method") or {}))
+    return {**out, **report}
