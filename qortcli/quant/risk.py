@@ -311,7 +311,8 @@ def value_book(positions: pd.DataFrame, chain: pd.DataFrame, surface=None, grid:
     """Value `positions` on one currency's `chain` and revalue them on the scenario `grid` (module docstring).
 
     `surface` (a stored SVI surface document or its slices) is required when the book holds options.
-    `days_per_year` converts theta and the horizons (365 for ACT/365: pass the chain's basis);
+    `days_per_year` converts theta, the horizons and the futures' T (365 for ACT/365: the basis the chain's
+    `t_years` were measured on);
     `as_of` defaults to `chain.attrs["timestamp"]`. ValueError names the position for an option not in
     the chain, an expired leg, or an unusable price.
     """
@@ -331,7 +332,7 @@ def value_book(positions: pd.DataFrame, chain: pd.DataFrame, surface=None, grid:
             "forward_source": np.full(n, "", dtype=object), "vol_source": np.full(n, "", dtype=object),
             "option_type": np.full(n, None, dtype=object)}
 
-    opt = _option_legs(frame, kinds == OPTION, chain, surface, as_of, days_per_year)
+    opt = _option_legs(frame, kinds == OPTION, chain, surface, as_of)
     fut = _future_legs(frame, kinds == FUTURE, chain, spot, as_of, days_per_year)
     held = kinds == SPOT
     collateral = float(_column(frame, "size_coin")[held].sum())
@@ -381,7 +382,7 @@ def value_book(positions: pd.DataFrame, chain: pd.DataFrame, surface=None, grid:
                     totals=totals, account=account, by_expiry=greeks_by_expiry(table), grid=scenario)
 
 
-def _option_legs(frame: pd.DataFrame, mask: np.ndarray, chain: pd.DataFrame, surface, as_of, days_per_year) -> dict | None:
+def _option_legs(frame: pd.DataFrame, mask: np.ndarray, chain: pd.DataFrame, surface, as_of) -> dict | None:
     if not mask.any():
         return None
     names = frame.loc[mask, "instrument"].astype(str).to_numpy()
