@@ -27,6 +27,7 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "collect_deribit": ("qortcli.steps.collect.run_collect_deribit", "collect deribit", "Deribit option chains"),
     "price": ("qortcli.steps.price.run_price", "price", "Black-76 prices, Greeks, IVs of the latest chain"),
     "surface": ("qortcli.steps.surface.run_surface", "surface", "SVI volatility surfaces of the latest chain"),
+    "risk": ("qortcli.steps.risk.run_risk", "risk --skip-missing", "the book's risk and scenario grid on the latest chain"),
     "collect_prices": ("qortcli.steps.collect.run_collect_prices", "collect prices", "daily crypto prices"),
     "optimize": ("qortcli.steps.optimize.run_optimize", "optimize", "sector portfolios and risk metrics"),
     "suggest": ("qortcli.steps.suggest.run_suggest", "suggest", "option strategy suggestions"),
@@ -39,6 +40,7 @@ DEFAULT_JOBS: dict[str, dict[str, Any]] = {
     "collect_deribit": {"every": "5m"},
     "price": {"after": "collect_deribit"},
     "surface": {"after": "price"},
+    "risk": {"after": "surface"},
     "collect_prices": {"cron": "10 0 * * *"},
     "optimize": {"cron": "30 0 * * *"},
     "suggest": {"cron": "15 * * * *"},
@@ -291,7 +293,8 @@ CRONTAB_HEADER = """\
 #           the host in UTC (timedatectl set-timezone UTC).
 # Overlap:  every line runs under `flock -n` on its own lock file: if the previous run of the same job
 #           still holds the lock, the new one exits at once instead of running twice.
-# Chains:   price and surface run right after each successful Deribit collection (`&&`), as in the worker.
+# Chains:   price, surface and risk run right after each successful Deribit collection (`&&`), as in the
+#           worker (`risk --skip-missing` exits 0 when there is no book).
 # Secrets:  a user crontab is readable only by its owner and root, so QORT_DB with a password may go here;
 #           never commit the edited copy.
 """

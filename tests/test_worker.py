@@ -179,7 +179,7 @@ def test_run_once_runs_the_chain_and_records_unavailable_steps(embedded_db):
 def test_schedule_settings_and_validation():
     packaged = load_schedule()  # the packaged settings.toml [schedule]
     assert packaged.job("collect_deribit").every == timedelta(minutes=5)
-    assert [s.id for s in packaged.followers("collect_deribit")] == ["price", "surface"]
+    assert [s.id for s in packaged.followers("collect_deribit")] == ["price", "surface", "risk"]
     assert packaged.job("collect_prices").cron == "10 0 * * *"
     assert {"optimize", "suggest", "track"} <= set(packaged.ids)
     assert packaged.misfire_grace_seconds > 1  # APScheduler's 1 s default would silently drop runs

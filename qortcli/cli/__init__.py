@@ -3,6 +3,8 @@
 from qortcli.cli import collect, migrate, optimize, price, status, suggest, surface  # noqa: F401  (register commands)
 from qortcli.cli import worker  # noqa: F401,E402  (register `qortcli worker`)
 from qortcli.cli import prune  # noqa: F401,E402  (register `qortcli prune`)
+from qortcli.cli import book  # noqa: F401,E402  (register `qortcli book`)
+from qortcli.cli import risk  # noqa: F401,E402  (register `qortcli risk`)
 from qortcli.cli.app import app
 
 

@@ -38,7 +38,9 @@ NATURAL_KEYS: dict[str, Callable[[dict], str]] = {
     OPTIONS: lambda d: f"{d['symbol']}|{d['snapshot_id']}",
     PRICES: lambda d: f"{d['symbol']}|{_day(d['timestamp'])}",
     SURFACES: lambda d: str(d["snapshot_id"]),
-    PORTFOLIOS: lambda d: f"{d['portfolio_id']}|{_stamp(d['timestamp'])}",
+    # optimiser portfolios: portfolio_id|as-of; a user's book (kind "book"): book|<name>, one document per book
+    PORTFOLIOS: lambda d: (f"book|{d['book']}" if d.get("kind") == "book"
+                           else f"{d['portfolio_id']}|{_stamp(d['timestamp'])}"),
     SUGGESTIONS: lambda d: f"{d['snapshot_id']}|{d['strategy']}|{require_utc(d['expiry'], 'expiry'):%Y%m%d}",
     SNAPSHOTS: lambda d: str(d["snapshot_id"]),
     # per snapshot: the snapshot id; the daily roll-up (resolution "day"): currency|day|YYYY-MM-DD
@@ -71,6 +73,7 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict]] = [
     (SURFACES, [("currency", 1), ("timestamp", -1)], {"name": "currency_timestamp"}),
     (PORTFOLIOS, [("portfolio_id", 1), ("timestamp", -1)], {"unique": True, "name": "portfolio_timestamp_unique"}),
     (PORTFOLIOS, [("timestamp", -1)], {"name": "timestamp"}),
+    (PORTFOLIOS, [("kind", 1), ("book", 1)], {"name": "kind_book"}),
     (SUGGESTIONS, [("currency", 1), ("timestamp", -1)], {"name": "currency_timestamp"}),
     (SUGGESTIONS, [("status", 1), ("timestamp", -1)], {"name": "status_timestamp"}),
     (SUGGESTIONS, [("snapshot_id", 1)], {"name": "snapshot_id"}),

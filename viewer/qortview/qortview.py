@@ -13,3 +13,8 @@ app.add_page(chain.page, route="/chain", title="qortfolio · options chain", on_
 app.add_page(volatility.page, route="/volatility", title="qortfolio · volatility", on_load=VolState.load)
 app.add_page(portfolio.page, route="/portfolio", title="qortfolio · portfolio", on_load=PortfolioState.load)
 app.add_page(suggestions.page, route="/suggestions", title="qortfolio · suggestions", on_load=SuggestState.load)
+
+# the Book page (qortcli book / risk): self-contained, its state in pages/book.py
+from qortview.pages import book as book_page  # noqa: E402
+
+app.add_page(book_page.page, route="/book", title="qortfolio · book", on_load=book_page.BookState.load)
