@@ -9,6 +9,7 @@ from qortview.figures import ACCENT, BACKGROUND, MUTED, PANEL, PRIMARY, SECONDAR
 
 NAV = [("Overview", "/"), ("Options chain", "/chain"), ("Volatility", "/volatility"), ("Portfolio", "/portfolio"),
        ("Suggestions", "/suggestions")]
+NAV.append(("Market", "/market"))  # the Market page (viewer/qortview/pages/market.py)
 BORDER = "#3B3346"
 
 

@@ -13,3 +13,8 @@ app.add_page(chain.page, route="/chain", title="qortfolio · options chain", on_
 app.add_page(volatility.page, route="/volatility", title="qortfolio · volatility", on_load=VolState.load)
 app.add_page(portfolio.page, route="/portfolio", title="qortfolio · portfolio", on_load=PortfolioState.load)
 app.add_page(suggestions.page, route="/suggestions", title="qortfolio · suggestions", on_load=SuggestState.load)
+
+# Market page (self-contained: its state lives in pages/market.py)
+from qortview.pages import market as market_page  # noqa: E402
+
+app.add_page(market_page.page, route="/market", title="qortfolio · market", on_load=market_page.MarketState.load)
