@@ -36,22 +36,22 @@ def market(ctx: typer.Context,
            ] = 24.0,
            tolerance_hours: Annotated[float, typer.Option(
                "--tolerance-hours", min=0.0,
-               help="...taken at most this many hours before that moment (else no comparison).")] = 3.0,
+               help="Use that earlier snapshot only if taken at most this many hours before the moment "
+                    "--compare-hours names (else no comparison).")] = 3.0,
            basis: Annotated[str, typer.Option(
                "--basis", help="Day count for t_years: ACT/365 (Deribit's) or ACT/365.25.")] = "ACT/365",
            db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Positioning of the latest chain: open interest and volume by strike, put/call ratios, max pain, dealer
-    gamma/delta exposure with the gamma flip, implied moves, and the OI change over the last 24 hours.
+    """Positioning of the latest chain: open interest and volume by strike, put/call ratios, max pain, dealer gamma/delta exposure with the gamma flip, implied moves, and the OI change over the last 24 hours.
 
-    Contracts are coin (1 contract = 1 coin); USD notional = contracts x spot index. Max pain is the settlement
-    price minimising the holders' payout, with the coin-settled payoff (call max(S-K,0)/S coin) and the linear
-    USD payoff. GEX: USD change of the dealers' delta for a +1 % spot move, from mark IVs (sticky strike),
-    default convention dealers long calls and short puts; the gamma flip is where net GEX changes sign.
-    Implied move: the ATM straddle (strike nearest the forward) over the forward; 1-sigma range F*exp(+-IV*sqrt(T)).
-    Nothing is written but the run record.
+    Contracts are coin (1 contract = 1 coin); USD notional = contracts x spot index. Max pain is the settlement price minimising the holders' payout, with the coin-settled payoff (a call pays max(S-K,0)/S coin) and with the linear USD payoff. GEX is the USD change of the dealers' delta for a +1 % spot move, from mark IVs (sticky strike), by default with dealers long calls and short puts; the gamma flip is the spot level where net GEX changes sign. Implied move: the ATM straddle (strike nearest the forward) over the forward; 1-sigma range F*exp(+-IV*sqrt(T)). Nothing is written but the run record.
 
-    Examples: qortcli market · qortcli market --currency BTC --expiry 27MAR26 ·
-    qortcli market -c ETH --dealer short-all --json
+    Examples:
+
+      qortcli market
+
+      qortcli market --currency BTC --expiry 27MAR26
+
+      qortcli market -c ETH --dealer short-all --json
     """
     from qortcli.steps.market import run_market
 
@@ -78,7 +78,9 @@ def _coin(value) -> str:
 def _signed_coin(value) -> str:
     if not _ok(value):
         return "–"
-    return ("+" if value > 0 else "") + _coin(value) if value else "0"
+    if value == 0:
+        return "0"
+    return ("+" if value > 0 else "") + _coin(value)
 
 
 def _usd(value, signed: bool = False) -> str:

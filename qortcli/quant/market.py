@@ -86,7 +86,7 @@ import pandas as pd
 
 from qortcli.quant import black76
 
-__all__ = ["REQUIRED_COLUMNS", "DEALER_CONVENTIONS", "DEFAULT_DEALER", "DealerSigns", "SpotGrid", "MarketTotals",
+__all__ = ["REQUIRED_COLUMNS", "DEALER_CONVENTIONS", "DEALER_DESCRIPTIONS", "DEFAULT_DEALER", "DealerSigns", "SpotGrid", "MarketTotals",
            "MarketStatistics", "OIChangeTotals", "OIChanges", "EXPIRY_COLUMNS", "STRIKE_COLUMNS", "ALL",
            "spot_index_usd", "market_statistics", "market_totals", "oi_changes"]
 
@@ -98,6 +98,13 @@ REQUIRED_COLUMNS = ("instrument", "is_call", "strike_usd", "expiry", "expiry_cod
 DEALER_CONVENTIONS = {"long-calls-short-puts": (1, -1), "short-calls-long-puts": (-1, 1),
                       "long-all": (1, 1), "short-all": (-1, -1)}
 DEFAULT_DEALER = "long-calls-short-puts"
+#: convention name → what it assumes, in words
+DEALER_DESCRIPTIONS = {
+    "long-calls-short-puts": "dealers long calls, short puts (customers net short calls, net long puts)",
+    "short-calls-long-puts": "dealers short calls, long puts (customers net long calls, net short puts)",
+    "long-all": "dealers long every option (customers net short all)",
+    "short-all": "dealers short every option (customers net long all)",
+}
 
 #: columns of `MarketStatistics.expiries` / `.overall` (one row per expiry; "ALL": all expiries together)
 EXPIRY_COLUMNS = (
@@ -137,6 +144,10 @@ class DealerSigns:
     @property
     def name(self) -> str:
         return next(k for k, v in DEALER_CONVENTIONS.items() if v == (self.calls, self.puts))
+
+    @property
+    def description(self) -> str:
+        return DEALER_DESCRIPTIONS[self.name]
 
     @classmethod
     def parse(cls, name: "str | DealerSigns") -> "DealerSigns":
@@ -438,7 +449,11 @@ def _gex_profile(F, K, T, iv, call, pos, spot, e, n_exp, grid: SpotGrid):
 def market_statistics(frame: pd.DataFrame, *, days_per_year: float, dealer: "DealerSigns | str" = DEFAULT_DEALER,
                       grid: SpotGrid | None = None, max_pain_grid_points: int = 1001) -> MarketStatistics:
     """Positioning statistics of one chain (one currency): per expiry, per strike, all expiries together,
-    the gamma profile and the summary totals. Units and conventions: the module docstring.
+    the gamma profile and the summary totals (conventions: the module docstring).
+
+    Units: open interest and volume in contracts (`_coin`, 1 contract = 1 coin) and USD notional at the spot
+    index (`_usd`); max-pain levels, strikes, forwards and the gamma flip in USD; payouts in coin or USD as
+    named; GEX/DEX in USD per 1 % spot move; IVs, implied moves and σ√T as fractions; t_years in years.
 
     `days_per_year` is the day-count basis of the frame's `t_years` (365 for ACT/365): it picks the expiry
     nearest 30 days. ValueError (one line) on a frame without the chain columns, without unexpired options,
@@ -633,20 +648,24 @@ def _totals(ex: dict, al: dict, dealer: DealerSigns, days_per_year: float) -> Ma
 
 def market_totals(frame: pd.DataFrame, *, days_per_year: float, dealer: "DealerSigns | str" = DEFAULT_DEALER,
                   grid: SpotGrid | None = None) -> MarketTotals:
-    """The summary totals of one chain (`MarketTotals`): what the per-snapshot summary stores."""
+    """The summary totals of one chain (`MarketTotals`: contracts in coin, USD notional at the spot index, prices
+    in USD, GEX/DEX in USD per 1 % spot move, fractions for PCRs/moves/IVs): what the per-snapshot summary stores."""
     return market_statistics(frame, days_per_year=days_per_year, dealer=dealer, grid=grid).totals
 
 
 # ----------------------------------------------------------------------------------------------- changes
 
 _CHANGE_COLUMNS = ("instrument", "is_call", "strike_usd", "expiry", "expiry_code", "open_interest_coin")
+_CHANGE_SUMS = ("oi_calls_before_coin", "oi_calls_coin", "oi_calls_change_coin", "oi_puts_before_coin", "oi_puts_coin",
+                "oi_puts_change_coin", "oi_change_coin", "oi_change_usd")
 
 
 def oi_changes(current: pd.DataFrame, earlier: pd.DataFrame, *, as_of: datetime | None = None,
                spot_usd: float | None = None) -> OIChanges:
     """Open-interest changes from `earlier` to `current` (two chain frames of one currency), instrument by
-    instrument, summed by (expiry, strike), by strike and by expiry; contracts in coin, `_usd` at the current
-    spot index (`spot_usd`, default the current frame's median `index_usd`).
+    instrument, summed by (expiry, strike), by strike and by expiry. Units: contracts (coin); `_usd` = contracts
+    × the current spot index in USD (`spot_usd`, default the current frame's median `index_usd`); strikes USD;
+    `hours_between` in hours (from the frames' `attrs["timestamp"]`, NaN when the earlier one has none).
 
     An instrument listed only in `current` starts from 0 ("new"); one listed only in `earlier` ends at 0
     ("gone") unless its expiry is at or before `as_of` (default `current.attrs["timestamp"]`): then it settled
@@ -663,46 +682,41 @@ def oi_changes(current: pd.DataFrame, earlier: pd.DataFrame, *, as_of: datetime 
     earlier_at = earlier.attrs.get("timestamp")
     hours = (as_of - pd.Timestamp(earlier_at)).total_seconds() / 3600.0 if earlier_at is not None else np.nan
 
-    cur_names = current["instrument"].astype(str).to_numpy()
-    old_names = earlier["instrument"].astype(str).to_numpy()
+    cur_names = current["instrument"].to_numpy(dtype=object)
+    old_names = earlier["instrument"].to_numpy(dtype=object)
     cur_oi = _non_negative(_num(current, "open_interest_coin"), cur_names, "open_interest_coin")
     old_oi = _non_negative(_num(earlier, "open_interest_coin"), old_names, "open_interest_coin")
     where_old = pd.Index(old_names).get_indexer(cur_names)
-    before = np.where(where_old >= 0, old_oi[np.maximum(where_old, 0)], 0.0)
-    gone = ~pd.Index(old_names).isin(cur_names)
-    old_exp = pd.to_datetime(earlier["expiry"], utc=True, errors="coerce")
-    settled = gone & (old_exp <= as_of).to_numpy()
-    gone_live = gone & ~settled
+    listed = where_old >= 0
+    matched = np.zeros(old_names.size, dtype=bool)
+    matched[where_old[listed]] = True
+    old_exp = _expiry_ns(earlier["expiry"])
     old_call = earlier["is_call"].to_numpy(dtype=bool)
+    settled = ~matched & (old_exp <= np.datetime64(as_of.tz_convert("UTC").tz_localize(None), "ns"))
+    gone = ~matched & ~settled                       # listed before, not now, not expired: closed out to 0
 
-    cur_exp = pd.to_datetime(current["expiry"], utc=True, errors="coerce")
-    table = pd.DataFrame({
-        "instrument": np.concatenate([cur_names, old_names[gone_live]]),
-        "expiry": pd.concat([cur_exp, old_exp[gone_live]], ignore_index=True),
-        "expiry_code": np.concatenate([current["expiry_code"].astype(str).to_numpy(),
-                                       earlier["expiry_code"].astype(str).to_numpy()[gone_live]]),
-        "strike_usd": np.concatenate([_num(current, "strike_usd"), _num(earlier, "strike_usd")[gone_live]]),
-        "is_call": np.concatenate([current["is_call"].to_numpy(dtype=bool), old_call[gone_live]]),
-        "oi_before_coin": np.concatenate([before, old_oi[gone_live]]),
-        "oi_coin": np.concatenate([cur_oi, np.zeros(int(gone_live.sum()))]),
-        "status": np.concatenate([np.where(where_old >= 0, "listed", "new"),
-                                  np.full(int(gone_live.sum()), "gone")]),
-    })
-    table["oi_change_coin"] = table["oi_coin"] - table["oi_before_coin"]
-    table = table[np.isfinite(table["strike_usd"].to_numpy()) & table["expiry"].notna().to_numpy()]
-    change = table["oi_change_coin"].to_numpy()
-    is_call = table["is_call"].to_numpy()
+    def union(now_values, old_values):
+        return np.concatenate([now_values, old_values[gone]])
 
-    exp_ns = table["expiry"].to_numpy(dtype="datetime64[ns]")
-    exp_values, first_e, e = np.unique(exp_ns, return_index=True, return_inverse=True)
+    exp = union(_expiry_ns(current["expiry"]), old_exp)
+    K = union(_num(current, "strike_usd"), _num(earlier, "strike_usd"))
+    keep = np.isfinite(K) & ~np.isnat(exp)
+    exp, K = exp[keep], K[keep]
+    names = union(cur_names, old_names)[keep]
+    codes_all = union(current["expiry_code"].to_numpy(dtype=object), earlier["expiry_code"].to_numpy(dtype=object))[keep]
+    is_call = union(current["is_call"].to_numpy(dtype=bool), old_call)[keep]
+    oi_before = union(np.where(listed, old_oi[np.maximum(where_old, 0)], 0.0), old_oi)[keep]
+    oi_now = union(cur_oi, np.zeros(old_oi.size))[keep]
+    status = union(np.where(listed, "listed", "new").astype(object), np.full(old_oi.size, "gone", dtype=object))[keep]
+    change = oi_now - oi_before
+
+    exp_values, first_e, e = np.unique(exp, return_index=True, return_inverse=True)
     e = e.ravel()
     n_exp = exp_values.size
-    K = table["strike_usd"].to_numpy()
-    codes = table["expiry_code"].to_numpy()[first_e] if n_exp else np.zeros(0, dtype=object)
-    sums = {"oi_calls_before_coin": table["oi_before_coin"].to_numpy() * is_call,
-            "oi_calls_coin": table["oi_coin"].to_numpy() * is_call,
-            "oi_puts_before_coin": table["oi_before_coin"].to_numpy() * ~is_call,
-            "oi_puts_coin": table["oi_coin"].to_numpy() * ~is_call}
+    exp_index = pd.DatetimeIndex(exp_values).tz_localize("UTC")
+    codes = codes_all[first_e]
+    sums = {"oi_calls_before_coin": oi_before * is_call, "oi_calls_coin": oi_now * is_call,
+            "oi_puts_before_coin": oi_before * ~is_call, "oi_puts_coin": oi_now * ~is_call}
 
     def summed(ids, n, head: dict) -> pd.DataFrame:
         out = dict(head)
@@ -712,16 +726,13 @@ def oi_changes(current: pd.DataFrame, earlier: pd.DataFrame, *, as_of: datetime 
             out[f"oi_{side}_change_coin"] = out[f"oi_{side}_coin"] - out[f"oi_{side}_before_coin"]
         out["oi_change_coin"] = out["oi_calls_change_coin"] + out["oi_puts_change_coin"]
         out["oi_change_usd"] = out["oi_change_coin"] * spot
-        columns = [*head, "oi_calls_before_coin", "oi_calls_coin", "oi_calls_change_coin", "oi_puts_before_coin",
-                   "oi_puts_coin", "oi_puts_change_coin", "oi_change_coin", "oi_change_usd"]
-        return pd.DataFrame(out, columns=columns)
+        return pd.DataFrame({k: out[k] for k in (*head, *_CHANGE_SUMS)})
 
-    exp_index = pd.DatetimeIndex(exp_values).tz_localize("UTC")
     order, gid_sorted = _groups(e, K)
     gid = np.empty(order.size, dtype=int)
     gid[order] = gid_sorted
     n_groups = int(gid_sorted[-1]) + 1 if order.size else 0
-    g_first = order[np.searchsorted(gid_sorted, np.arange(n_groups))] if n_groups else np.zeros(0, dtype=int)
+    g_first = order[np.searchsorted(gid_sorted, np.arange(n_groups))]
     by_strike = summed(gid, n_groups, {"expiry": exp_index[e[g_first]], "expiry_code": codes[e[g_first]],
                                        "strike_usd": K[g_first]})
     a_K, a_id = np.unique(K, return_inverse=True)
@@ -730,9 +741,10 @@ def oi_changes(current: pd.DataFrame, earlier: pd.DataFrame, *, as_of: datetime 
                                                     "strike_usd": a_K})
     by_expiry = summed(e, n_exp, {"expiry": exp_index, "expiry_code": codes})
 
-    by_instrument = table.iloc[np.argsort(-np.abs(change), kind="stable")].reset_index(drop=True)
-    by_instrument = by_instrument[["instrument", "expiry", "expiry_code", "strike_usd", "is_call", "oi_before_coin",
-                                   "oi_coin", "oi_change_coin", "status"]]
+    rank = np.argsort(-np.abs(change), kind="stable")
+    by_instrument = pd.DataFrame({"instrument": names[rank], "expiry": exp_index[e[rank]], "expiry_code": codes_all[rank],
+                                  "strike_usd": K[rank], "is_call": is_call[rank], "oi_before_coin": oi_before[rank],
+                                  "oi_coin": oi_now[rank], "oi_change_coin": change[rank], "status": status[rank]})
     up, down = np.maximum(change, 0.0), np.minimum(change, 0.0)
     totals = OIChangeTotals(
         hours_between=float(hours), calls_added_coin=float(np.sum(up[is_call])),

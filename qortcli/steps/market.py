@@ -8,7 +8,7 @@ with the snapshot `compare_hours` earlier: the latest complete snapshot at or be
 used only when it was taken at most `tolerance_hours` before that moment (else no comparison, and
 `change_note` says why). It writes nothing but its `job_runs` record: the totals go into the per-snapshot
 summaries through `market_totals(frame)`, which the surface step calls. `market_report` is the same computation
-for one currency without the run record (the read-only viewer uses it).
+for one currency without the run record.
 
 `MarketSummary.to_dict()` is the JSON view the CLI prints and renders: every figure of its tables.
 """
@@ -31,13 +31,6 @@ from qortcli.timeutils import BASES, DEFAULT_BASIS
 DEFAULT_COMPARE_HOURS = 24.0
 DEFAULT_TOLERANCE_HOURS = 3.0
 TOP_CHANGES = 10                 # instruments with the largest OI change in the view (and the CLI's table)
-
-DEALER_NOTES = {
-    "long-calls-short-puts": "dealers long calls, short puts (customers net short calls, net long puts)",
-    "short-calls-long-puts": "dealers short calls, long puts (customers net long calls, net short puts)",
-    "long-all": "dealers long every option (customers net short all)",
-    "short-all": "dealers short every option (customers net long all)",
-}
 
 
 class CurrencyMarket(NamedTuple):
@@ -67,7 +60,7 @@ class MarketSummary(NamedTuple):
 
     def to_dict(self) -> dict:
         return {"step": "market", "basis": self.basis, "dealer_convention": self.dealer,
-                "dealer_note": DEALER_NOTES[self.dealer], "expiry": self.expiry_code,
+                "dealer_note": qm.DEALER_DESCRIPTIONS[self.dealer], "expiry": self.expiry_code,
                 "compare_hours": self.compare_hours, "tolerance_hours": self.tolerance_hours,
                 "iv_source": "marks", "seconds": self.seconds,
                 "currencies": [market_view(m) for m in self.markets]}
