@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qortcli.quant import market as mk  # noqa: E402
+from qortcli.timeutils import BASES, DEFAULT_BASIS  # noqa: E402
 
 TARGET_MS = 20.0
+DAYS = BASES[DEFAULT_BASIS]                            # the chain frames' t_years basis (ACT/365)
 SAMPLE = ROOT / "qortcli" / "data" / "sample" / "deribit" / "deribit_options_snapshot_20260111T211857Z.csv"
 DAY_BEFORE = ROOT / "tests" / "fixtures" / "deribit_options_snapshot_20260110T211832Z.csv"
 
@@ -71,10 +73,10 @@ def main(argv: list[str]) -> int:
     print(f"chain {SAMPLE.name}: {sizes}")
 
     def statistics():
-        return [mk.market_statistics(f, days_per_year=365.0) for f in chains.values()]
+        return [mk.market_statistics(f, days_per_year=DAYS) for f in chains.values()]
 
     ms = cpu_ms(statistics, args.repeat)
-    per = {cur: np.median(cpu_ms(lambda f=f: mk.market_statistics(f, days_per_year=365.0), args.repeat))
+    per = {cur: np.median(cpu_ms(lambda f=f: mk.market_statistics(f, days_per_year=DAYS), args.repeat))
            for cur, f in chains.items()}
     print(f"market_statistics, {' + '.join(chains)}: median {np.median(ms):.2f} ms CPU (min {ms.min():.2f}, "
           f"max {ms.max():.2f}, {args.repeat} runs); per currency " +
@@ -85,7 +87,7 @@ def main(argv: list[str]) -> int:
     if DAY_BEFORE.exists():
         before = frames(DAY_BEFORE)
         pairs = [(chains[c], before[c]) for c in chains if c in before]
-        both = cpu_ms(lambda: [(mk.market_statistics(now, days_per_year=365.0), mk.oi_changes(now, old))
+        both = cpu_ms(lambda: [(mk.market_statistics(now, days_per_year=DAYS), mk.oi_changes(now, old))
                                for now, old in pairs], args.repeat)
         print(f"with the 24 h OI change against {DAY_BEFORE.name}: median {np.median(both):.2f} ms CPU")
     else:

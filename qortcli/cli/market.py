@@ -13,6 +13,7 @@ from rich.table import Table
 from qortcli.cli.app import app
 from qortcli.cli.common import DbOption, JsonOption, _width, emit, handled, open_db, state
 from qortcli.quant.market import DEFAULT_DEALER, DEALER_CONVENTIONS
+from qortcli.timeutils import DEFAULT_BASIS
 
 BAR_WIDTHS = (14, 10, 8, 6, 4)
 BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -39,7 +40,7 @@ def market(ctx: typer.Context,
                help="Use that earlier snapshot only if taken at most this many hours before the moment "
                     "--compare-hours names (else no comparison).")] = 3.0,
            basis: Annotated[str, typer.Option(
-               "--basis", help="Day count for t_years: ACT/365 (Deribit's) or ACT/365.25.")] = "ACT/365",
+               "--basis", help="Day count for t_years: ACT/365 (Deribit's) or ACT/365.25.")] = DEFAULT_BASIS,
            db: DbOption = None, as_json: JsonOption = False) -> None:
     """Positioning of the latest chain: open interest and volume by strike, put/call ratios, max pain, dealer gamma/delta exposure with the gamma flip, implied moves, and the OI change over the last 24 hours.
 
