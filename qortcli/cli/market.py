@@ -194,8 +194,7 @@ def _levels(cur: dict, sel: dict, label: str) -> Table:
     if _ok(sel.get("forward_usd")):
         table.add_row("forward", _price(sel["forward_usd"]), f"{sel['days']:.1f} days to expiry")
     table.add_row("max pain, coin payoff", _price(sel["max_pain_coin_payoff_usd"]),
-                  f"holders get {_coin(sel['max_pain_payout_coin'])} coin (best of {sel['max_pain_coin_payoff_source']}"
-                  " search)")
+                  f"holders get {_coin(sel['max_pain_payout_coin'])} coin ({sel['max_pain_coin_payoff_source']} search)")
     table.add_row("max pain, USD payoff", _price(sel["max_pain_usd_payoff_usd"]),
                   f"holders get {_usd(sel['max_pain_payout_usd'])} ({sel['max_pain_usd_payoff_source']} search)")
     table.add_row("gamma flip (marks)", _price(sel["gamma_flip_usd_marks"]),
