@@ -5,6 +5,7 @@ from qortcli.cli import worker  # noqa: F401,E402  (register `qortcli worker`)
 from qortcli.cli import prune  # noqa: F401,E402  (register `qortcli prune`)
 from qortcli.cli import book  # noqa: F401,E402  (register `qortcli book`)
 from qortcli.cli import risk  # noqa: F401,E402  (register `qortcli risk`)
+from qortcli.cli import market  # noqa: F401,E402  (register `qortcli market`)
 from qortcli.cli.app import app
 
 

@@ -18,3 +18,7 @@ app.add_page(suggestions.page, route="/suggestions", title="qortfolio · suggest
 from qortview.pages import book as book_page  # noqa: E402
 
 app.add_page(book_page.page, route="/book", title="qortfolio · book", on_load=book_page.BookState.load)
+# Market page (self-contained: its state lives in pages/market.py)
+from qortview.pages import market as market_page  # noqa: E402
+
+app.add_page(market_page.page, route="/market", title="qortfolio · market", on_load=market_page.MarketState.load)
