@@ -52,7 +52,7 @@ def load_options() -> dict[str, np.ndarray]:
            "sigma": df["implied_volatility"].to_numpy(float), "call": (df["option_type"] == "call").to_numpy()}
     price = black76.price_coin(out["F"], out["K"], out["T"], out["sigma"], out["call"])
     # keep options whose price carries the volatility (vega not negligible), as the IV benchmarks assume
-    vega = black76.greeks(out["F"], out["K"], out["T"], out["sigma"], out["call"])["vega_coin"]
+    vega = black76.greeks(out["F"], out["K"], out["T"], out["sigma"], out["call"], days_per_year=DAYS_PER_YEAR)["vega_coin"]
     keep = (price > 1e-8) & (vega * 100 * out["sigma"] > 1e-6 * price)
     out = {k: v[keep] for k, v in out.items()}
     out["price"] = price[keep]
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> int:
     for n in sizes:
         o = tile(base, n)
         flags = np.where(o["call"], "c", "p")
-        g_w, g_c, _ = timed(lambda: black76.greeks(o["F"], o["K"], o["T"], o["sigma"], o["call"]), args.repeat)
+        g_w, g_c, _ = timed(lambda: black76.greeks(o["F"], o["K"], o["T"], o["sigma"], o["call"], days_per_year=DAYS_PER_YEAR), args.repeat)
         i_w, i_c, res = timed(lambda: implied_vol.implied_vol_coin(o["price"], o["F"], o["K"], o["T"], o["call"]),
                               args.repeat)
         bad = int(np.count_nonzero(res.reason != implied_vol.OK))
