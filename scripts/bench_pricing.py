@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qortcli.quant import black76, implied_vol  # noqa: E402
+from qortcli.timeutils import BASES, DEFAULT_BASIS, SECONDS_PER_DAY  # noqa: E402
+
+DAYS_PER_YEAR = BASES[DEFAULT_BASIS]
 
 
 def load_options() -> dict[str, np.ndarray]:
@@ -42,7 +45,7 @@ def load_options() -> dict[str, np.ndarray]:
                                            "implied_volatility", "option_type"])
         ts = pd.to_datetime(chain["timestamp"], utc=True, format="ISO8601")
         expiry = pd.to_datetime(chain["expiry_datetime"], utc=True, format="ISO8601")
-        chain["t"] = (expiry - ts).dt.total_seconds() / (365 * 86400)
+        chain["t"] = (expiry - ts).dt.total_seconds() / (DAYS_PER_YEAR * SECONDS_PER_DAY)
         frames.append(chain)
     if not frames:
         raise SystemExit("no chains in tests/fixtures (deribit_options_snapshot_*.csv)")

@@ -332,7 +332,8 @@ def greeks(F, K, t_years, sigma, is_call, rate=0.0, *, days_per_year: float) -> 
         gamma_coin = gamma / F - 2.0 * delta_coin / F
         vega_coin = vega / F
         theta_coin = theta / F
+    values = [p_usd, v, delta, gamma, vega, theta, rho, delta_coin, delta_pa, gamma_coin, vega_coin, theta_coin]
     bad = reason != GREEK_OK
-    values = [np.where(bad, np.nan, a) for a in (p_usd, v, delta, gamma, vega, theta, rho, delta_coin, delta_pa,
-                                                 gamma_coin, vega_coin, theta_coin)]
+    if bad.any():                                   # undefined where a reason says why (none on a clean chain)
+        values = [np.where(bad, np.nan, a) for a in values]
     return Greeks(*values, reason=reason)
