@@ -71,9 +71,10 @@ def settlement_twap(timestamps: Sequence[datetime], index_usd: Sequence[float], 
     index in USD): the time-weighted average of the index over [expiry − window, expiry].
 
     The index is held constant from each sample to the next (the value at the window's start is the last
-    sample at or before it). Deribit's rule (``DERIBIT_TWAP``) when the samples cover the window: the first
-    covering sample at or within `max_gap_minutes` of the start, no gap inside longer than that, the last
-    sample within it of expiry. Otherwise approximate: ``PARTIAL_TWAP`` over the samples that do fall in the
+    sample at or before it). Deribit's rule (``DERIBIT_TWAP``) when the samples cover the window: at every
+    moment of it the latest sample is at most `max_gap_minutes` old (so consecutive samples, the one held
+    into the window included, are at most that far apart, and the last is that close to expiry). Otherwise
+    approximate: ``PARTIAL_TWAP`` over the samples that do fall in the
     window, or ``NEAREST_INDEX`` (the sample nearest expiry within `tolerance_minutes`), or no price.
     """
     t = _seconds(timestamps, expiry)                       # seconds relative to expiry (≤ 0 before)
