@@ -201,11 +201,16 @@ class StrategyTemplate:
 BUY, SELL = 1, -1
 
 
-def _short_strangle(r: LegRequest) -> list[dict]:
+def _strangle(r: LegRequest, side: int) -> list[dict]:
+    """The delta_short call and put (the put below the call), both bought (side +1) or sold (−1)."""
     d = float(r.cfg["delta_short"])
-    c = pick_by_delta(r.chain, CALL, d, SELL)
-    p = pick_by_delta(r.chain, PUT, -d, SELL, lambda k: k < c["strike"])
-    return [leg_record(c, SELL, r.size, f"{d:.2f}Δ call"), leg_record(p, SELL, r.size, f"-{d:.2f}Δ put")]
+    c = pick_by_delta(r.chain, CALL, d, side)
+    p = pick_by_delta(r.chain, PUT, -d, side, lambda k: k < c["strike"])
+    return [leg_record(c, side, r.size, f"{d:.2f}Δ call"), leg_record(p, side, r.size, f"-{d:.2f}Δ put")]
+
+
+def _short_strangle(r: LegRequest) -> list[dict]:
+    return _strangle(r, SELL)
 
 
 def _iron_condor(r: LegRequest) -> list[dict]:
@@ -225,10 +230,7 @@ def _long_straddle(r: LegRequest) -> list[dict]:
 
 
 def _long_strangle(r: LegRequest) -> list[dict]:
-    d = float(r.cfg["delta_short"])
-    c = pick_by_delta(r.chain, CALL, d, BUY)
-    p = pick_by_delta(r.chain, PUT, -d, BUY, lambda k: k < c["strike"])
-    return [leg_record(c, BUY, r.size, f"{d:.2f}Δ call"), leg_record(p, BUY, r.size, f"-{d:.2f}Δ put")]
+    return _strangle(r, BUY)
 
 
 def _calendar_spread(r: LegRequest) -> list[dict]:
