@@ -66,7 +66,7 @@ def _quiet():
 
 
 def validate(model: str, risk_measure: str) -> None:
-    """ValueError for an unknown model / risk measure or an unsupported pair."""
+    """ValueError for an unknown model / risk measure or an unsupported pair (names only: no units)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
     if risk_measure not in RISK_MEASURES:

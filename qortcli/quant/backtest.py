@@ -24,13 +24,14 @@ REBALANCE_FREQUENCIES = {"weekly": "W", "monthly": "M", "quarterly": "Q"}
 
 
 def turnover(previous: Mapping[str, float], new: Mapping[str, float]) -> float:
-    """One-way turnover: half the sum of absolute weight changes (assets missing on one side count as 0)."""
+    """One-way turnover (fraction of the portfolio): half the sum of absolute weight changes (weights as
+    fractions; assets missing on one side count as 0)."""
     names = set(previous) | set(new)
     return 0.5 * sum(abs(float(new.get(a, 0.0)) - float(previous.get(a, 0.0))) for a in names)
 
 
 def rebalance_plan(previous: Mapping[str, float], new: Mapping[str, float], threshold: float = 0.005) -> list[dict]:
-    """Per-asset changes from `previous` to `new` weights, biggest first, as buy/sell/hold suggestions.
+    """Per-asset changes from `previous` to `new` weights (fractions), biggest first, as buy/sell/hold suggestions.
 
     `threshold`: a change smaller than this (fraction of the portfolio) is "hold".
     """
@@ -45,12 +46,13 @@ def rebalance_plan(previous: Mapping[str, float], new: Mapping[str, float], thre
 
 
 def fixed_weight_returns(returns: pd.DataFrame, weights: pd.Series) -> pd.Series:
-    """Daily returns of constant weights re-applied every day: R @ w (the in-sample series)."""
+    """Daily simple returns (fractions) of constant weights (fractions) re-applied every day: R @ w (the
+    in-sample series)."""
     return pd.Series(returns[weights.index].to_numpy() @ weights.to_numpy(), index=returns.index, name="portfolio")
 
 
 def rebalance_dates(index: pd.DatetimeIndex, frequency: str, lookback_days: int) -> list[pd.Timestamp]:
-    """First observed day of each period that has `lookback_days` calendar days of history behind it."""
+    """First observed day (UTC) of each period that has `lookback_days` calendar days of history behind it."""
     if frequency not in REBALANCE_FREQUENCIES:
         raise ValueError(f"unknown rebalance frequency {frequency!r}; use one of {', '.join(REBALANCE_FREQUENCIES)}")
     if len(index) == 0:
@@ -62,7 +64,8 @@ def rebalance_dates(index: pd.DatetimeIndex, frequency: str, lookback_days: int)
 
 
 def buy_and_hold_returns(returns: pd.DataFrame, weights: np.ndarray) -> np.ndarray:
-    """Daily returns of a buy-and-hold position started with `weights` on the first row (drifts with prices)."""
+    """Daily simple returns (fractions) of a buy-and-hold position started with `weights` (fractions) on the
+    first row (drifts with prices)."""
     growth = np.cumprod(1.0 + returns.to_numpy(), axis=0)
     value = growth @ weights
     previous = np.concatenate([[float(np.sum(weights))], value[:-1]])
@@ -80,7 +83,8 @@ class WalkForward:
 
 def walk_forward(returns: pd.DataFrame, fit: Callable[[pd.DataFrame], pd.Series], frequency: str,
                  lookback_days: int, min_window: int | None = None) -> WalkForward:
-    """Fit on the trailing `lookback_days` before each rebalance date, hold until the next one.
+    """Fit on the trailing `lookback_days` (calendar days) before each rebalance date, hold until the next one;
+    returns are daily simple returns (fractions), weights fractions.
 
     `fit(window_returns) -> weights Series`. A window with fewer than `min_window` observed days
     (default: half the lookback) is skipped, keeping the previous weights.
@@ -116,5 +120,6 @@ def walk_forward(returns: pd.DataFrame, fit: Callable[[pd.DataFrame], pd.Series]
 
 
 def equity_curve(returns: pd.Series) -> np.ndarray:
-    """Growth of 1 from compounding the daily simple returns (one value per return day)."""
+    """Growth of 1 (a multiple of the start value) from compounding the daily simple returns (fractions), one
+    value per return day."""
     return np.cumprod(1.0 + pd.Series(returns, dtype=float).to_numpy())

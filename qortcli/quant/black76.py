@@ -77,12 +77,12 @@ _GREEK_REASON_NAMES = np.array([GREEK_REASONS[c] for c in range(len(GREEK_REASON
 
 
 def greek_reason_name(code: int) -> str:
-    """The name of one `Greeks.reason` code."""
+    """The name of one `Greeks.reason` code (a label, no units)."""
     return GREEK_REASONS.get(int(code), f"unknown({code})")
 
 
 def as_arrays(*values, dtype=float):
-    """Broadcast the inputs to one shape as float arrays (booleans stay bool when dtype=None)."""
+    """Broadcast the inputs to one shape as float arrays (units unchanged; booleans stay bool when dtype=None)."""
     arrays = np.broadcast_arrays(*[np.asarray(v) for v in values])
     return [np.asarray(a, dtype=dtype) if dtype is not None else a for a in arrays]
 

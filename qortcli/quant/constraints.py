@@ -103,7 +103,7 @@ class Bounds:
 
 
 def check_feasible(assets: list[str], bounds: Bounds, label: str) -> None:
-    """Raise OptimizationError when no long-only, fully invested weights can meet `bounds`.
+    """Raise OptimizationError when no long-only, fully invested weights (fractions) can meet `bounds`.
 
     Exact for per-asset bounds with group caps: the largest reachable total is
     Σ_groups min(cap, Σ asset caps) and the smallest is Σ floors.
@@ -136,7 +136,8 @@ def check_feasible(assets: list[str], bounds: Bounds, label: str) -> None:
 
 
 def violations(weights: pd.Series, bounds: Bounds) -> dict[str, float]:
-    """Largest breach of each constraint (0 when met): sum, negative, max_asset, min_asset, max_group."""
+    """Largest breach of each constraint (fractions of the portfolio, 0 when met): sum, negative, max_asset,
+    min_asset, max_group."""
     w = weights.astype(float)
     assets = list(w.index)
     out = {"sum": abs(float(w.sum()) - 1.0), "negative": float(max(0.0, -w.min()))}
@@ -151,7 +152,8 @@ def violations(weights: pd.Series, bounds: Bounds) -> dict[str, float]:
 
 
 def polish(weights: pd.Series, bounds: Bounds, label: str, strict: bool = True) -> pd.Series:
-    """Remove solver slack (≤ TOLERANCE): clip into the bounds and renormalise to sum exactly 1.
+    """Remove solver slack (≤ TOLERANCE, fractions): clip the weights into the bounds and renormalise to sum
+    exactly 1.
 
     strict: a breach larger than TOLERANCE means the solve did not meet the constraint (OptimizationError).
     Not strict (hierarchical models, whose bounds riskfolio meets by clipping and redistributing the excess
@@ -198,7 +200,8 @@ def polish(weights: pd.Series, bounds: Bounds, label: str, strict: bool = True) 
 
 
 def linear_constraints(assets: list[str], bounds: Bounds) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """riskfolio's `A w <= B` rows for the bounds: asset caps, asset floors (negated), group caps."""
+    """riskfolio's `A w <= B` rows for the bounds (weights as fractions): asset caps, asset floors (negated),
+    group caps."""
     rows, rhs = [], []
     n = len(assets)
     if bounds.has_upper():

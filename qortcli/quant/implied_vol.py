@@ -59,7 +59,7 @@ class ImpliedVol(NamedTuple):
 
 
 def reason_name(code: int) -> str:
-    """The name of one reason code."""
+    """The name of one reason code (a label, no units)."""
     return REASONS.get(int(code), f"unknown({code})")
 
 
@@ -207,7 +207,8 @@ def _lower_guess(x, beta, b_c, s_c):
 
 
 def solve_total_vol(beta, x, tol: float = 1e-9, max_iter: int = 64, guess: str = "table"):
-    """Total volatility ``s = sigma sqrt(T)`` with ``b(x, s) = beta`` for ``x <= 0``, ``0 < beta < e^{x/2}``.
+    """Total volatility ``s = sigma sqrt(T)`` (dimensionless) with ``b(x, s) = beta`` for ``x <= 0``,
+    ``0 < beta < e^{x/2}`` (normalised price, dimensionless).
 
     Returns ``(s, converged)`` arrays. No per-option Python loop: each iteration works on the whole
     sub-array of options not yet converged.

@@ -73,10 +73,11 @@ def performance(returns: pd.Series, periods_per_year: float) -> dict:
 
 
 def historical_var(returns: pd.Series, confidence: float = CONFIDENCE) -> float:
-    """Historical 1-day VaR: the (1 − confidence) quantile of the daily returns (negative = loss)."""
+    """Historical 1-day VaR (a daily return, fraction): the (1 − confidence) quantile of the daily returns
+    (negative = loss)."""
     return float(pd.Series(returns, dtype=float).dropna().quantile(1.0 - confidence))
 
 
 def per_asset(returns: pd.DataFrame, periods_per_year: float) -> dict[str, dict]:
-    """`performance` of each column."""
+    """`performance` of each column (daily simple returns as fractions, annualised with `periods_per_year`)."""
     return {str(col): performance(returns[col], periods_per_year) for col in returns.columns}

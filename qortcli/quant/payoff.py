@@ -126,7 +126,7 @@ def net_premium_coin(legs: Sequence[Leg]) -> float:
 
 
 def net_premium_usd(legs: Sequence[Leg], index0_usd: float) -> float:
-    """Net premium converted to USD at the entry spot index."""
+    """Net premium (spot-USD) converted at the entry spot index `index0_usd` (USD)."""
     return net_premium_coin(legs) * float(index0_usd)
 
 
@@ -489,8 +489,8 @@ def probability_of_profit(legs: Sequence[Leg], index0_usd: float, forward_usd: f
 
 def payoff_grid(legs: Sequence[Leg], index0_usd: float, forward_usd: float, lo: float = 0.5, hi: float = 1.5,
                 n: int = 201) -> dict:
-    """P/L at expiry on n index prices from lo·F to hi·F: {"s_usd", "pnl_coin", "pnl_usd", "payoff_coin",
-    "payoff_usd"} as lists (for plotting)."""
+    """P/L at expiry on n index prices (USD) from lo·F to hi·F: {"s_usd", "pnl_coin", "pnl_usd", "payoff_coin",
+    "payoff_usd"} as lists (coin and spot-USD, for plotting)."""
     s = np.linspace(lo * forward_usd, hi * forward_usd, n)
     return {"s_usd": s.tolist(), "payoff_coin": payoff_coin(legs, s).tolist(),
             "payoff_usd": payoff_usd(legs, s).tolist(), "pnl_coin": pnl_coin(legs, s).tolist(),

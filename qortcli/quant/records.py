@@ -40,7 +40,7 @@ class Record:
 
 
 def plain_records(value: Any) -> Any:
-    """`value` with every `Record` inside it (lists, tuples, dicts) turned into a dict."""
+    """`value` with every `Record` inside it (lists, tuples, dicts) turned into a dict (values and units unchanged)."""
     if isinstance(value, Record):
         return value.to_dict()
     if isinstance(value, dict):

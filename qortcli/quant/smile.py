@@ -166,7 +166,7 @@ class SummaryStats(Record):
 
 
 def tenor_label(days: float) -> str:
-    """"30d" for 30 days (integers without a decimal point)."""
+    """"30d" for a tenor of 30 days (integers without a decimal point)."""
     days = float(days)
     return f"{int(days)}d" if days.is_integer() else f"{days:g}d"
 
@@ -339,7 +339,7 @@ def _expiry_stats(source, expiry, code, t, f, atm, k_c, k_p, c_iv, p_iv, n) -> E
 # --------------------------------------------------------------------------------------------- from SVI
 
 def fitted_slices(slices_or_doc) -> list:
-    """The fitted slices (params not None, t_years > 0) of a surface document, a slice list or a fit
+    """The fitted slices (params not None, t_years > 0, years) of a surface document, a slice list or a fit
     result, sorted by t_years."""
     if slices_or_doc is None:
         return []
@@ -469,7 +469,7 @@ def constant_maturity(stats: Sequence[ExpiryStats], tenors_days: Iterable[float]
 
 
 def expiry_key(expiry):
-    """A comparable key for an expiry (a UTC Timestamp for datetimes, naive ones read as UTC)."""
+    """A comparable key for an expiry (a UTC Timestamp for datetimes, naive ones read as UTC; other labels as given)."""
     try:
         stamp = pd.Timestamp(expiry)
     except (TypeError, ValueError):
@@ -478,7 +478,8 @@ def expiry_key(expiry):
 
 
 def term_structure(marks: Sequence[ExpiryStats], svi: Sequence[ExpiryStats]) -> list[TermPoint]:
-    """The listed expiries of either source with both sources' ATM IV, RR25 and BF25 side by side."""
+    """The listed expiries of either source with both sources' ATM IV, RR25 and BF25 (fractions) side by side;
+    t_years in years, forward in USD."""
     by_key: dict = {}
     for s in marks:
         by_key.setdefault(expiry_key(s.expiry), {})[MARKS] = s

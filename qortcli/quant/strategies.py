@@ -64,13 +64,14 @@ def _finite(x) -> bool:
 
 
 def selected_by(rule: str) -> tuple[str, ...]:
-    """The strategies (registry order) whose templates list `rule` among the rules that select them."""
+    """The strategy names (registry order) whose templates list `rule` among the rules that select them."""
     return tuple(name for name, t in REGISTRY.items() if rule in t.rules)
 
 
 def evaluate_rules(regime: dict, cfg: dict) -> list[Rule]:
     """Evaluate every rule on `regime` (keys: atm_iv_marks, atm_iv_marks_percentile, iv_history_n, rv_30d,
-    rv_age_days, term_front_atm_iv_marks, term_back_atm_iv_marks, rr25_marks) with thresholds from `cfg`;
+    rv_age_days, term_front_atm_iv_marks, term_back_atm_iv_marks, rr25_marks; vols and their differences as
+    fractions, the percentile a fraction 0..1, ages in days) with thresholds from `cfg` in the same units;
     the strategies a rule selects come from the registry (`selected_by`).
 
     `strength` is the exceedance past the threshold divided by the rule's ranking scale (> 0 when fired).
@@ -134,7 +135,8 @@ def evaluate_rules(regime: dict, cfg: dict) -> list[Rule]:
 
 
 def rank_strategies(rules: list[Rule], top: int, requested: list[str] | None = None) -> list[dict]:
-    """Strategies whose rules fired, by total strength (desc), at most `top`; `requested` ones are added
+    """Strategies whose rules fired, by total strength (desc; dimensionless: exceedance / rank scale), at most
+    `top`; `requested` ones are added
     (after the fired ones, even if no rule fired) in the given order."""
     scores: dict[str, float] = {}
     why: dict[str, list[str]] = {}
@@ -153,7 +155,8 @@ def rank_strategies(rules: list[Rule], top: int, requested: list[str] | None = N
 
 
 def skew_direction(rules: list[Rule], regime: dict) -> str:
-    """'put' if puts are rich (RR25 from the marks < 0), else 'call': the wing a risk reversal sells."""
+    """'put' if puts are rich (RR25 from the marks, a vol difference as a fraction, < 0), else 'call': the
+    wing a risk reversal sells."""
     rr = regime.get("rr25_marks")
     return "put" if not _finite(rr) or rr < 0 else "call"
 
@@ -303,7 +306,7 @@ STRATEGIES = tuple(REGISTRY)
 
 
 def check_strategy(name: str) -> StrategyTemplate:
-    """The template of `name`; ValueError listing the registry otherwise."""
+    """The template of `name` (a registry name); ValueError listing the registry otherwise."""
     try:
         return REGISTRY[name]
     except KeyError:
@@ -329,7 +332,7 @@ def _usable(chain: pd.DataFrame, side: int) -> pd.DataFrame:
 
 def pick_by_delta(chain: pd.DataFrame, option_type: str, target_delta: float, side: int,
                   strike_filter=None) -> pd.Series:
-    """The tradable option of `option_type` whose forward delta is nearest `target_delta`
+    """The tradable option of `option_type` whose forward delta (dimensionless) is nearest `target_delta`
     (calls > 0, puts < 0), optionally restricted by `strike_filter(strikes) -> bool mask`."""
     rows = _usable(chain[chain["option_type"] == option_type], side)
     rows = rows[rows["delta"].notna()]
@@ -343,7 +346,8 @@ def pick_by_delta(chain: pd.DataFrame, option_type: str, target_delta: float, si
 
 def pick_atm(chain: pd.DataFrame, option_types: tuple, side: int, forward_usd: float,
              other: pd.DataFrame | None = None, other_side: int | None = None) -> float:
-    """The strike nearest the forward at which every type in `option_types` is tradable on `side`
+    """The strike (USD) nearest the forward (USD, in log-moneyness) at which every type in `option_types` is
+    tradable on `side`
     (and, for a calendar, also tradable in `other` on `other_side`)."""
     strikes = None
     for ot in option_types:

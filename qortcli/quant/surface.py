@@ -416,5 +416,5 @@ def fit_surface(chain: pd.DataFrame, *, days_per_year: float, min_points: int = 
 
 
 def slices_with_flags(slices: Iterable, flag: str) -> list:
-    """The slices carrying `flag`."""
+    """The slices carrying `flag` (slices as given: t_years in years, forward in USD)."""
     return [s for s in slices if flag in (s.get("flags") or ())]
