@@ -224,7 +224,8 @@ def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expir
     rv = _realised(db, currency, as_of, cfg)
     front = _front_expiry(expiries, chosen, cfg)
     dpy = BASES[cfg["day_count"]]
-    (skew,) = smile.marks_expiry_stats(_marks_frame(chain[chain["expiry"] == chosen["expiry"]]))
+    found = smile.marks_expiry_stats(_marks_frame(chain[chain["expiry"] == chosen["expiry"]]))
+    skew = found[0] if found else None   # none: no forward on the chosen expiry's rows
     out = {
         "as_of": as_of, "basis": cfg["day_count"], "iv_tenor_days": float(cfg["iv_tenor_days"]),
         "iv_source": f"marks: {cfg['iv_tenor_days']}d constant-maturity ATM IV",
@@ -243,8 +244,9 @@ def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expir
                        else "contango"),
         "term_slope_marks_per_year": (None if front is None else float(
             (chosen["atm_iv"] - front["atm_iv"]) / (chosen["t_years"] - front["t_years"]))),
-        "skew_expiry": chosen["code"], "rr25_marks": skew.rr25, "bf25_marks": skew.bf25,
-        "call25_iv_marks": skew.call25_iv, "put25_iv_marks": skew.put25_iv,
+        "skew_expiry": chosen["code"], "rr25_marks": skew.rr25 if skew else None,
+        "bf25_marks": skew.bf25 if skew else None, "call25_iv_marks": skew.call25_iv if skew else None,
+        "put25_iv_marks": skew.put25_iv if skew else None,
         "term_structure": [{"expiry": r.code, "days": r.days, "atm_iv_marks": r.atm_iv} for r in expiries.itertuples()],
         "atm_iv_svi": None, "rr25_svi": None, "bf25_svi": None,
     }
