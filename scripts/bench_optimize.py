@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICES = ROOT / "tests" / "fixtures" / "prices"
+MIN_HISTORY_DAYS = 365   # the optimize settings' default: a year of daily returns per asset
 FIRST, LAST = "2020-08-20", "2023-03-31"
 
 
@@ -63,8 +64,13 @@ def main(argv: list[str]) -> int:
     import quantstats  # noqa: F401
     import riskfolio  # noqa: F401
 
+    from qortcli.quant import allocation as qa
+    from qortcli.quant import backtest as qb
     from qortcli.quant import metrics as qm
-    from qortcli.quant import portfolio as qp
+    from qortcli.quant import returns as qr
+    from qortcli.timeutils import BASES, DEFAULT_BASIS
+
+    periods = BASES[DEFAULT_BASIS]
 
     imports = time.perf_counter() - clock
     print(f"imports (riskfolio-lib, quantstats, once per process): {imports:.2f} s")
@@ -73,11 +79,11 @@ def main(argv: list[str]) -> int:
     fits, measures, totals = [], [], []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        panel = qp.daily_returns(closes, min_history_days=365)
-        weights = qp.optimize_weights(panel.returns, args.model, args.risk_measure)
+        panel = qr.daily_returns(closes, min_history_days=MIN_HISTORY_DAYS)
+        weights = qa.optimize_weights(panel.returns, args.model, args.risk_measure)
         t1 = time.perf_counter()
-        qm.performance(qp.fixed_weight_returns(panel.returns, weights))
-        qm.per_asset(panel.returns)
+        qm.performance(qb.fixed_weight_returns(panel.returns, weights), periods)
+        qm.per_asset(panel.returns, periods)
         t2 = time.perf_counter()
         fits.append(t1 - t0)
         measures.append(t2 - t1)

@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qortcli.quant import black76, implied_vol  # noqa: E402
+from qortcli.timeutils import BASES, DEFAULT_BASIS, SECONDS_PER_DAY  # noqa: E402
+
+DAYS_PER_YEAR = BASES[DEFAULT_BASIS]
 
 
 def load_options() -> dict[str, np.ndarray]:
@@ -42,7 +45,7 @@ def load_options() -> dict[str, np.ndarray]:
                                            "implied_volatility", "option_type"])
         ts = pd.to_datetime(chain["timestamp"], utc=True, format="ISO8601")
         expiry = pd.to_datetime(chain["expiry_datetime"], utc=True, format="ISO8601")
-        chain["t"] = (expiry - ts).dt.total_seconds() / (365 * 86400)
+        chain["t"] = (expiry - ts).dt.total_seconds() / (DAYS_PER_YEAR * SECONDS_PER_DAY)
         frames.append(chain)
     if not frames:
         raise SystemExit("no chains in tests/fixtures (deribit_options_snapshot_*.csv)")
@@ -52,7 +55,7 @@ def load_options() -> dict[str, np.ndarray]:
            "sigma": df["implied_volatility"].to_numpy(float), "call": (df["option_type"] == "call").to_numpy()}
     price = black76.price_coin(out["F"], out["K"], out["T"], out["sigma"], out["call"])
     # keep options whose price carries the volatility (vega not negligible), as the IV benchmarks assume
-    vega = black76.greeks(out["F"], out["K"], out["T"], out["sigma"], out["call"])["vega_coin"]
+    vega = black76.greeks(out["F"], out["K"], out["T"], out["sigma"], out["call"], days_per_year=DAYS_PER_YEAR)["vega_coin"]
     keep = (price > 1e-8) & (vega * 100 * out["sigma"] > 1e-6 * price)
     out = {k: v[keep] for k, v in out.items()}
     out["price"] = price[keep]
@@ -173,7 +176,7 @@ def main(argv: list[str]) -> int:
     for n in sizes:
         o = tile(base, n)
         flags = np.where(o["call"], "c", "p")
-        g_w, g_c, _ = timed(lambda: black76.greeks(o["F"], o["K"], o["T"], o["sigma"], o["call"]), args.repeat)
+        g_w, g_c, _ = timed(lambda: black76.greeks(o["F"], o["K"], o["T"], o["sigma"], o["call"], days_per_year=DAYS_PER_YEAR), args.repeat)
         i_w, i_c, res = timed(lambda: implied_vol.implied_vol_coin(o["price"], o["F"], o["K"], o["T"], o["call"]),
                               args.repeat)
         bad = int(np.count_nonzero(res.reason != implied_vol.OK))

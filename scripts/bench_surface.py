@@ -22,11 +22,15 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "tests" / "fixtures" / "goodtrading_book_summary_BTC_option_20260313.json"
 TARGET_S = 0.5
-YEAR_S = 365.0 * 86400.0
+sys.path.insert(0, str(ROOT))
+from qortcli.timeutils import BASES, DEFAULT_BASIS, SECONDS_PER_DAY  # noqa: E402
+
+DAYS_PER_YEAR = BASES[DEFAULT_BASIS]
+YEAR_S = DAYS_PER_YEAR * SECONDS_PER_DAY
 
 
 def load_chain(path: Path, currency: str = "BTC") -> pd.DataFrame:
-    """A chain frame (expiry, t_years ACT/365, strike, option_type, forward, iv) from a recorded file."""
+    """A chain frame (expiry, t_years on the default basis, strike, option_type, forward, iv) from a recorded file."""
     from qortcli.timeutils import parse_instrument
 
     if path.suffix == ".json":
@@ -57,11 +61,11 @@ def main(argv: list[str]) -> int:
     from qortcli.quant.surface import fit_surface
 
     chain = load_chain(args.file)
-    result = fit_surface(chain)                                  # warm-up (imports, caches)
+    result = fit_surface(chain, days_per_year=DAYS_PER_YEAR)     # warm-up (imports, caches)
     walls, cpus = [], []
     for _ in range(max(1, args.repeat)):
         w0, c0 = time.perf_counter(), time.process_time()
-        result = fit_surface(chain)
+        result = fit_surface(chain, days_per_year=DAYS_PER_YEAR)
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
     d = result["diagnostics"]

@@ -22,7 +22,7 @@ TICKER = dict(F=29153.69, index=28930.14, K=28000.0, iv=0.872, mark=0.09096156, 
 
 def test_reference_ticker_is_reproduced():
     t = year_fraction(TICKER["now"], TICKER["expiry"], "ACT/365")
-    g = b76.greeks(TICKER["F"], TICKER["K"], t, TICKER["iv"], True)
+    g = b76.greeks(TICKER["F"], TICKER["K"], t, TICKER["iv"], True, days_per_year=365.0)
     # mark_iv is published to 0.1 vol point here: the mark agrees within the 0.1 % check tolerance
     assert abs(g["price_coin"] / TICKER["mark"] - 1) < 1e-3
     assert abs(g["delta"] - TICKER["delta"]) < 5e-6          # published to 5 decimals
@@ -33,7 +33,7 @@ def test_reference_ticker_is_reproduced():
     assert np.isclose(b76.premium_usd_now(g["price_coin"], TICKER["index"]), g["price_coin"] * TICKER["index"])
     # ACT/365.25 (the original design's basis) is measurably worse on theta than ACT/365
     t25 = year_fraction(TICKER["now"], TICKER["expiry"], "ACT/365.25")
-    g25 = b76.greeks(TICKER["F"], TICKER["K"], t25, TICKER["iv"], True)
+    g25 = b76.greeks(TICKER["F"], TICKER["K"], t25, TICKER["iv"], True, days_per_year=365.25)
     assert abs(g25["theta"] / TICKER["theta"] - 1) > 10 * abs(g["theta"] / TICKER["theta"] - 1)
 
 
@@ -61,7 +61,7 @@ def test_prices_match_py_vollib_black_and_parity():
 
 def test_string_flags_and_deep_wings_are_finite():
     g = b76.greeks([90_000.0] * 4, [30_000.0, 300_000.0, 30_000.0, 300_000.0], 2 / 8760, 0.5,
-                   ["call", "call", "put", "P"])
+                   ["call", "call", "put", "P"], days_per_year=365.0)
     assert np.allclose(g["price_usd"][[0, 3]], [60_000.0, 210_000.0])   # deep ITM: intrinsic value
     assert np.all(g["price_usd"][[1, 2]] >= 0) and np.all(g["price_usd"][[1, 2]] < 1e-100)
     assert g["delta"][2] == pytest.approx(0.0, abs=1e-300) and g["delta"][3] == pytest.approx(-1.0)
@@ -99,7 +99,7 @@ def _assert_rel(fd, analytic, scale=None, rtol=1e-6, what=""):
 @pytest.mark.parametrize("rate", [0.0, 0.05])
 def test_usd_and_coin_greeks_equal_finite_differences(rate):
     F, K, T, sigma, call, r = _grid(rate)
-    g = b76.greeks(F, K, T, sigma, call, r)
+    g = b76.greeks(F, K, T, sigma, call, r, days_per_year=365.0)
     s = sigma * np.sqrt(T)
     hF = 1e-2 * F * s                # F moves prices on the scale F*s
     usd = lambda f: b76.price_usd(f, K, T, sigma, call, r)  # noqa: E731
@@ -108,7 +108,7 @@ def test_usd_and_coin_greeks_equal_finite_differences(rate):
     _assert_rel(_deriv(usd, F, hF), g["delta"], what="delta")
     # second derivatives: central differences of the first derivative, itself checked against the price just
     # above (a second difference of an in-the-money price drowns in the rounding of its intrinsic value)
-    delta_of = lambda f: b76.greeks(f, K, T, sigma, call, r)["delta"]  # noqa: E731
+    delta_of = lambda f: b76.greeks(f, K, T, sigma, call, r, days_per_year=365.0)["delta"]  # noqa: E731
     _assert_rel(_deriv(delta_of, F, hF), g["gamma"], what="gamma")
     _assert_rel(_deriv(lambda v: b76.price_usd(F, K, T, v, call, r), sigma, 1e-3 * sigma) / 100, g["vega"], what="vega")
     _assert_rel(-_deriv(lambda t: b76.price_usd(F, K, t, sigma, call, r), T, 1e-3 * T) / 365, g["theta"], what="theta")
@@ -121,7 +121,7 @@ def test_usd_and_coin_greeks_equal_finite_differences(rate):
     _assert_rel(dcoin, g["delta_coin"], what="delta_coin")
     _assert_rel(F * dcoin, g["delta_pa"], what="delta_pa")
     # gamma_coin = gamma/F - 2 delta_coin/F changes sign: relative to the size of its two terms
-    _assert_rel(_deriv(lambda f: b76.greeks(f, K, T, sigma, call, r)["delta_coin"], F, hF), g["gamma_coin"],
+    _assert_rel(_deriv(lambda f: b76.greeks(f, K, T, sigma, call, r, days_per_year=365.0)["delta_coin"], F, hF), g["gamma_coin"],
                 scale=np.abs(g["gamma"] / F) + np.abs(2 * g["delta_coin"] / F), what="gamma_coin")
     _assert_rel(_deriv(lambda v: b76.price_coin(F, K, T, v, call, r), sigma, 1e-3 * sigma) / 100, g["vega_coin"],
                 what="vega_coin")
@@ -155,8 +155,49 @@ def test_original_design_coin_formulas_fail_finite_differences():
     assert np.median(np.abs(seed_delta / (F * fd_delta) - 1)) > 1e-2
     assert np.median(np.abs(seed_gamma - fd_gamma) / np.abs(fd_gamma)) > 1e-2
 
-    g = b76.greeks(F, K, T, sigma, True)
+    g = b76.greeks(F, K, T, sigma, True, days_per_year=365.0)
     assert np.max(np.abs(g["delta_coin"] / fd_delta - 1)) < 1e-6
     scale = np.abs(g["gamma"] / F) + np.abs(2 * g["delta_coin"] / F)
     # (a nested difference is noisier than the 1e-6 check of gamma_coin above; the seed misses by > 1 %)
     assert np.max(np.abs(g["gamma_coin"] - fd_gamma) / scale) < 1e-5
+
+
+def test_degenerate_greeks_carry_a_reason_instead_of_silent_nan():
+    """Slip: at T = 0 or σ = 0 the greeks were NaN/inf with no reason (implied_vol has reason codes)."""
+    F = [90_000.0, 90_000.0, np.nan, 90_000.0, 90_000.0]
+    K = [90_000.0, 90_000.0, 90_000.0, 90_000.0, 80_000.0]
+    t = [0.0, 0.1, 0.1, -0.01, 0.1]
+    sigma = [0.5, 0.0, 0.5, 0.5, 0.5]
+    g = b76.greeks(F, K, t, sigma, True, days_per_year=365.0)
+    assert list(g.reason_names()) == ["expired", "non_positive_vol", "invalid_input", "expired", "ok"]
+    for name in ("price_coin",) + b76.GREEK_NAMES:
+        values = g[name]
+        assert np.isnan(values[:4]).all(), name          # undefined, and the reason says why
+        assert np.isfinite(values[4]), name
+    assert [b76.greek_reason_name(c) for c in g.reason] == list(g.reason_names())
+
+
+def test_one_digital_serves_flat_and_skewed_smiles():
+    """`prob_above` in total-variance form: N(d2) for a flat smile, −∂C/∂K along a skewed one."""
+    F, T = 90_000.0, 0.2
+    K = np.array([70_000.0, 85_000.0, 90_000.0, 100_000.0, 120_000.0])
+    k = np.log(K / F)
+    flat = b76.prob_above(k, 0.5 ** 2 * T)
+    sd = 0.5 * np.sqrt(T)
+    np.testing.assert_allclose(flat, norm.cdf((np.log(F / K) - 0.5 * sd * sd) / sd), rtol=1e-12)
+
+    def vol(kk):
+        return 0.5 - 0.2 * kk + 0.3 * kk * kk
+
+    def call(strike):
+        s = vol(np.log(strike / F)) * np.sqrt(T)
+        d1 = (np.log(F / strike) + 0.5 * s * s) / s
+        return F * norm.cdf(d1) - strike * norm.cdf(d1 - s)
+
+    w = vol(k) ** 2 * T
+    dw_dk = 2 * vol(k) * T * (-0.2 + 0.6 * k)
+    fd = -(call(K + 1.0) - call(K - 1.0)) / 2.0
+    np.testing.assert_allclose(b76.prob_above(k, w, dw_dk), fd, atol=1e-7)
+    # no variance left: the certain outcome; no vol: NaN
+    assert list(b76.prob_above(k, 0.0)) == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert np.isnan(b76.prob_above(0.1, np.nan))

@@ -31,7 +31,7 @@ def _wide_grid():
 @pytest.mark.parametrize("unit,rate", [("coin", 0.0), ("usd", 0.0), ("coin", 0.04)])
 def test_round_trip_on_a_wide_grid(unit, rate):
     F, K, T, sigma, call = _wide_grid()
-    g = b76.greeks(F, K, T, sigma, call, rate)
+    g = b76.greeks(F, K, T, sigma, call, rate, days_per_year=365.0)
     price = g["price_coin"] if unit == "coin" else g["price_usd"]
     res = iv.implied_vol(price, F, K, T, call, rate, unit=unit)
     assert res.sigma.shape == F.shape and res.reason.dtype.kind == "i"
@@ -113,7 +113,7 @@ def test_agrees_with_py_vollib_implied_volatility():
     ours = iv.implied_vol_usd(usd, F, K, T, call)
     theirs = np.array([implied_volatility(p, f, k, 0.0, t, "c" if c else "p")
                        for p, f, k, t, c in zip(usd, F, K, T, call)])
-    vega = b76.greeks(F, K, T, sigma, call)["vega"]
+    vega = b76.greeks(F, K, T, sigma, call, days_per_year=365.0)["vega"]
     sharp = vega * 100 * sigma > 1e-3 * usd
     assert sharp.sum() > n // 2
     np.testing.assert_allclose(ours.sigma[sharp], theirs[sharp], rtol=1e-8)
@@ -130,7 +130,7 @@ def test_real_marks_give_back_deribit_mark_iv(name):
     call = (chain["option_type"] == "call").to_numpy()
     mark, mark_iv = chain["mark_price"].to_numpy(), chain["implied_volatility"].to_numpy()
     res = iv.implied_vol_coin(mark, F, K, T, call)
-    g = b76.greeks(F, K, T, mark_iv, call)
+    g = b76.greeks(F, K, T, mark_iv, call, days_per_year=365.0)
     # every positive mark inside the bounds is solved; zero marks are reported, not guessed
     assert np.all(res.reason[mark <= 0] == iv.NON_POSITIVE_PRICE)
     intrinsic_coin = np.maximum(np.where(call, F - K, K - F), 0.0) / F

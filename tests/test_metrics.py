@@ -1,4 +1,4 @@
-"""qortcli.quant.metrics: quantstats metrics at 365 periods, checked by hand and against quantstats."""
+"""qortcli.quant.metrics: quantstats metrics at 365 periods (ACT/365), checked by hand and against quantstats."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qortcli.quant import backtest as qb
 from qortcli.quant import metrics as qm
 
 PRICES = Path(__file__).parent / "fixtures" / "prices"
@@ -20,7 +21,7 @@ def btc() -> pd.Series:
 
 
 def test_metrics_by_hand(btc):
-    m = qm.performance(btc)
+    m = qm.performance(btc, 365)
     r = btc.to_numpy()
     n = len(r)
     growth = np.cumprod(1 + r)
@@ -47,7 +48,7 @@ def test_metrics_by_hand(btc):
 def test_metrics_equal_quantstats_own_functions(btc):
     import quantstats as qs
 
-    m = qm.performance(btc)
+    m = qm.performance(btc, 365)
     assert m["total_return"] == pytest.approx(qs.stats.comp(btc), rel=1e-12)
     assert m["cagr"] == pytest.approx(qs.stats.cagr(btc, periods=365), rel=1e-12)
     assert m["volatility"] == pytest.approx(qs.stats.volatility(btc, periods=365), rel=1e-12)
@@ -65,13 +66,13 @@ def test_metrics_equal_quantstats_own_functions(btc):
 
 def test_undefined_metrics_are_none_and_empty_is_an_error():
     up = pd.Series([0.01, 0.02, 0.005], index=pd.date_range("2022-01-01", periods=3))
-    m = qm.performance(up)
+    m = qm.performance(up, 365)
     assert m["omega"] is None and m["sortino"] is None  # no losing day
     assert m["max_drawdown"] == 0.0
     with pytest.raises(ValueError):
-        qm.performance(pd.Series([], dtype=float))
+        qm.performance(pd.Series([], dtype=float), 365)
 
 
 def test_equity_curve_compounds():
     r = pd.Series([0.1, -0.5, 0.2])
-    assert np.allclose(qm.equity_curve(r), [1.1, 0.55, 0.66])
+    assert np.allclose(qb.equity_curve(r), [1.1, 0.55, 0.66])

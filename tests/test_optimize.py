@@ -102,9 +102,10 @@ def test_hrp_document_metrics_equal_quantstats_on_the_same_returns(db):
 
     returns = csv_returns()
     assert doc["data"]["first"] == "2020-08-21" and doc["data"]["days"] == len(returns) == 953
-    assert_metrics_equal(doc["metrics"]["portfolio"], returns[weights.index] @ weights)
-    assert_metrics_equal(doc["metrics"]["benchmark"], returns.mean(axis=1))
-    for asset, stored in doc["metrics"]["assets"].items():
+    assert doc["metrics"]["headline"] == "out_of_sample" and doc["basis"] == "ACT/365"
+    assert_metrics_equal(doc["metrics"]["in_sample"]["portfolio"], returns[weights.index] @ weights)
+    assert_metrics_equal(doc["metrics"]["in_sample"]["benchmark"], returns.mean(axis=1))
+    for asset, stored in doc["metrics"]["in_sample"]["assets"].items():
         assert_metrics_equal(stored, returns[asset])
 
     # walk-forward: the stored equity is the buy-and-hold of the stored monthly weights on the CSV returns
@@ -150,7 +151,7 @@ def test_every_model_across_assets_and_sectors(db):
             assert (w >= 0).all() and (w <= 0.25 + 1e-12).all(), (model, by_sector)
             if doc["params"]["max_sector"] is not None:
                 assert max(doc["sector_weights"].values()) <= 0.45 + 1e-12, (model, by_sector)
-            assert_metrics_equal(doc["metrics"]["portfolio"], returns[w.index] @ w)
+            assert_metrics_equal(doc["metrics"]["in_sample"]["portfolio"], returns[w.index] @ w)
     assert len(seen) == 10 and db[schema.PORTFOLIOS].count_documents({}) == 10
     assert "min-risk-cvar-sectors-maxsec0.45-maxasset0.25" in seen and "hrp-assets-maxasset0.25" in seen
 
@@ -244,6 +245,13 @@ def test_cli_tables_json_and_offline_tearsheet(store_path, tmp_path, monkeypatch
     assert table.exit_code == 0, table.output
     for text in ("Weights", "Sector weights", "█", "Sharpe", "CVaR 95%", "No previous allocation"):
         assert text in table.output
+    assert "in-sample only" in table.output and "portfolio (in-sample)" in table.output
+    # with a walk-forward the out-of-sample figures lead and the in-sample ones are labelled (slip: the
+    # in-sample metrics used to be the headline)
+    wf = runner.invoke(app, base + ["--rebalance", "quarterly"], env={"COLUMNS": "200"})
+    assert wf.exit_code == 0, wf.output
+    header = next(line for line in wf.output.splitlines() if "metric" in line and "walk-forward" in line)
+    assert header.index("walk-forward (out-of-sample)") < header.index("portfolio (in-sample)")
     report = tmp_path / "tearsheet.html"
     result = runner.invoke(app, base + ["--json", "--report", str(report)])
     assert result.exit_code == 0, result.output

@@ -37,11 +37,13 @@ def check(legs, *, prem_coin, max_profit_usd, max_loss_usd, be_usd, max_profit_c
     assert m["net_premium_usd"] == pytest.approx(prem_coin * S0, abs=1e-10)
     for key, want in (("max_profit_usd", max_profit_usd), ("max_loss_usd", max_loss_usd),
                       ("max_profit_coin", max_profit_coin), ("max_loss_coin", max_loss_coin)):
-        if math.isinf(want):
-            assert m[key + "_unbounded"] and m[key] == want, key
+        extreme = m[key]
+        if math.isinf(want):   # +inf for a profit, −inf for a loss: unbounded, no value (never ±inf)
+            assert (want > 0) == key.startswith("max_profit"), key
+            assert extreme.unbounded and extreme.value is None, key
         else:
-            assert not m[key + "_unbounded"], key
-            assert m[key] == pytest.approx(want, abs=1e-9), key
+            assert not extreme.unbounded, key
+            assert extreme.value == pytest.approx(want, abs=1e-9), key
     assert m["breakevens_usd"] == pytest.approx(be_usd, abs=1e-9)
     assert m["breakevens_coin"] == pytest.approx(be_coin, abs=1e-9)
     # breakevens really are zeros, in their own unit
@@ -80,7 +82,7 @@ def test_short_strangle():
     m = check(legs, prem_coin=-0.05, max_profit_usd=5.0, max_loss_usd=-INF, be_usd=[85.0, 115.0],
               max_profit_coin=0.05, max_loss_coin=-INF, be_coin=[90 / 1.05, 110 / 0.95])
     # USD loss unbounded as S→∞, coin loss unbounded as S→0 (short put pays K/S − 1 coin)
-    assert m["max_loss_usd_at"] == INF and m["max_loss_coin_at"] == 0.0
+    assert m.max_loss_usd.at_usd == INF and m.max_loss_coin.at_usd == 0.0
     # as S→∞ the coin P/L tends to 0.05 − 1 (bounded): checked on a far point
     assert P.pnl_coin(legs, np.array([1e9]))[0] == pytest.approx(-0.95, abs=1e-6)
     # USD P/L at S→0 is 5 − 90 (bounded in USD)
@@ -100,8 +102,8 @@ def test_long_straddle():
     legs = [call(100, 1, 0.05), put(100, 1, 0.04)]
     m = check(legs, prem_coin=0.09, max_profit_usd=INF, max_loss_usd=-9.0, be_usd=[91.0, 109.0],
               max_profit_coin=INF, max_loss_coin=-0.09, be_coin=[100 / 1.09, 100 / 0.91])
-    assert m["max_loss_usd_at"] == 100.0 and m["max_loss_coin_at"] == 100.0
-    assert m["max_profit_usd_at"] == INF and m["max_profit_coin_at"] == 0.0
+    assert m.max_loss_usd.at_usd == 100.0 and m.max_loss_coin.at_usd == 100.0
+    assert m.max_profit_usd.at_usd == INF and m.max_profit_coin.at_usd == 0.0
 
 
 def test_long_strangle():
@@ -116,7 +118,7 @@ def test_bull_call_spread():
     legs = [call(100, 1, 0.05), call(110, -1, 0.02)]
     m = check(legs, prem_coin=0.03, max_profit_usd=7.0, max_loss_usd=-3.0, be_usd=[103.0],
               max_profit_coin=10 / 110 - 0.03, max_loss_coin=-0.03, be_coin=[100 / 0.97, 10 / 0.03])
-    assert m["max_profit_coin_at"] == 110.0
+    assert m.max_profit_coin.at_usd == 110.0
 
 
 def test_bear_put_spread():
@@ -131,8 +133,8 @@ def test_risk_reversal():
     legs = [put(90, -1, 0.03), call(110, 1, 0.02)]
     m = check(legs, prem_coin=-0.01, max_profit_usd=INF, max_loss_usd=-89.0, be_usd=[89.0],
               max_profit_coin=1.01, max_loss_coin=-INF, be_coin=[90 / 1.01])
-    assert m["max_loss_usd_at"] == 0.0          # USD worst case S→0: −90 + 1
-    assert m["max_profit_coin_at"] == INF        # coin best case approached as S→∞: 1 + 0.01
+    assert m.max_loss_usd.at_usd == 0.0          # USD worst case S→0: −90 + 1
+    assert m.max_profit_coin.at_usd == INF        # coin best case approached as S→∞: 1 + 0.01
 
 
 def test_covered_call():
@@ -141,7 +143,7 @@ def test_covered_call():
     m = check(legs, prem_coin=0.98, max_profit_usd=12.0, max_loss_usd=-98.0, be_usd=[98.0],
               max_profit_coin=0.02, max_loss_coin=-0.98, be_coin=[110 / 0.98])
     assert m["option_premium_coin"] == pytest.approx(-0.02) and m["option_premium_usd"] == pytest.approx(-2.0)
-    assert m["max_loss_coin_at"] == INF and m["max_loss_usd_at"] == 0.0
+    assert m.max_loss_coin.at_usd == INF and m.max_loss_usd.at_usd == 0.0
 
 
 def test_protective_put():
@@ -153,7 +155,7 @@ def test_protective_put():
 def test_sizes_scale_linearly():
     one = P.strategy_metrics([call(110, -1, 0.02), put(90, -1, 0.03)], S0)
     two = P.strategy_metrics([call(110, -1, 0.02, size=2.5), put(90, -1, 0.03, size=2.5)], S0)
-    assert two["max_profit_usd"] == pytest.approx(2.5 * one["max_profit_usd"])
+    assert two.max_profit_usd.value == pytest.approx(2.5 * one.max_profit_usd.value)
     assert two["breakevens_usd"] == pytest.approx(one["breakevens_usd"])
 
 
@@ -189,10 +191,10 @@ def test_calendar_values_the_back_leg_with_black76():
         130 * _b76_call_coin(130, 100, t_left, 0.5) - 30 - 2.0, abs=1e-9)
     m = P.strategy_metrics(legs, S0)
     # USD: f(S) = C_back(S) − (S − K)^+ − 2 rises below K (dC/dS > 0) and falls above (N(d1) − 1 < 0)
-    assert m["max_profit_usd"] == pytest.approx(100 * back_at_k - 2.0, abs=1e-6)
-    assert m["max_profit_usd_at"] == pytest.approx(100.0, rel=1e-4)
+    assert m.max_profit_usd.value == pytest.approx(100 * back_at_k - 2.0, abs=1e-6)
+    assert m.max_profit_usd.at_usd == pytest.approx(100.0, rel=1e-4)
     # worst case: both tails lose the debit (2 USD), approached as S→0 and S→∞
-    assert m["max_loss_usd"] == pytest.approx(-2.0, abs=1e-3) and not m["max_loss_usd_unbounded"]
+    assert m.max_loss_usd.value == pytest.approx(-2.0, abs=1e-3) and not m.max_loss_usd.unbounded
     assert len(m["breakevens_usd"]) == 2
     assert np.allclose(P.pnl_usd(legs, np.array(m["breakevens_usd"]), S0), 0, atol=1e-7)
     assert np.allclose(P.pnl_coin(legs, np.array(m["breakevens_coin"])), 0, atol=1e-9)
@@ -204,18 +206,18 @@ def test_net_greeks_sum_side_times_size():
     legs = [call(110, -1, 0.02, size=2.0), put(90, 1, 0.03), hold(0.5)]
     greeks = [{"delta": 0.3, "gamma": 1e-4, "vega": 20.0, "theta": -5.0},
               {"delta": -0.2, "gamma": 2e-4, "vega": 15.0, "theta": -4.0}, None]
-    g = P.net_greeks(legs, greeks, names=("delta", "gamma", "vega", "theta", "delta_coin"))
-    assert g["delta"] == pytest.approx(-2 * 0.3 - 0.2 + 0.5)
-    assert g["gamma"] == pytest.approx(-2e-4 + 2e-4)
-    assert g["vega"] == pytest.approx(-40 + 15)
-    assert g["theta"] == pytest.approx(10 - 4)
-    assert g["delta_coin"] is None  # not supplied on the option legs
+    g = P.net_greeks(legs, greeks)
+    assert g.delta == pytest.approx(-2 * 0.3 - 0.2 + 0.5)
+    assert g.gamma_fwd_usd == pytest.approx(-2e-4 + 2e-4)
+    assert g.vega_fwd_usd == pytest.approx(-40 + 15)
+    assert g.theta_fwd_usd == pytest.approx(10 - 4)
+    assert g.delta_coin is None  # not supplied on the option legs
 
 
 def test_rn_cdf_flat_smile_is_lognormal_and_skewed_matches_finite_differences():
     f, t = 100.0, 0.1
     k = np.array([70.0, 90.0, 100.0, 120.0])
-    flat = P.rn_cdf(k, f, t, lambda kk: np.full_like(kk, 0.6))
+    flat = P.rn_cdf(k, f, t, lambda kk: np.full_like(kk, 0.6), lambda kk: np.zeros_like(kk))
     sd = 0.6 * math.sqrt(t)
     d2 = (np.log(f / k) - 0.5 * sd * sd) / sd
     assert flat == pytest.approx(norm.cdf(-d2), abs=1e-9)
@@ -223,26 +225,32 @@ def test_rn_cdf_flat_smile_is_lognormal_and_skewed_matches_finite_differences():
     def smile(kk):
         return 0.5 + 0.4 * np.log(kk / f) ** 2 - 0.1 * np.log(kk / f)
 
+    def smile_slope(kk):  # dσ/d ln K, analytically
+        return 0.8 * np.log(kk / f) - 0.1
+
     def undiscounted_call(kk):
         return np.array([_b76_call_coin(f, x, t, smile(np.array([x]))[0]) * f for x in np.atleast_1d(kk)])
 
     h = 1e-3
     fd_cdf = 1 + (undiscounted_call(k + h) - undiscounted_call(k - h)) / (2 * h)
-    assert P.rn_cdf(k, f, t, smile) == pytest.approx(fd_cdf, abs=1e-6)
+    assert P.rn_cdf(k, f, t, smile, smile_slope) == pytest.approx(fd_cdf, abs=1e-6)
 
 
 def test_probability_of_profit_short_strangle_flat_vol():
     legs = [call(110, -1, 0.02), put(90, -1, 0.03)]
     f, t, vol = 100.0, 30 / 365, 0.5
-    pop = P.probability_of_profit(legs, S0, f, t, lambda kk: np.full_like(kk, vol))
+    flat, zero = (lambda kk: np.full_like(kk, vol)), (lambda kk: np.zeros_like(kk))
+    result = P.probability_of_profit(legs, S0, f, t, flat, dvol_dk_fn=zero)
+    assert result.reason == "ok"
+    pop = result.value
     sd = vol * math.sqrt(t)
 
     def cdf(x):
         return norm.cdf((math.log(x / f) + 0.5 * sd * sd) / sd)
 
     assert pop == pytest.approx(cdf(115.0) - cdf(85.0), abs=1e-9)
-    long_pop = P.probability_of_profit([call(110, 1, 0.02), put(90, 1, 0.03)], S0, f, t,
-                                       lambda kk: np.full_like(kk, vol))
+    long_pop = P.probability_of_profit([call(110, 1, 0.02), put(90, 1, 0.03)], S0, f, t, flat,
+                                       dvol_dk_fn=zero).value
     assert long_pop == pytest.approx(1 - pop, abs=1e-9)
 
 
@@ -261,3 +269,54 @@ def test_leg_validation():
         Leg("x", "straddle", 100, None, 1, 1, 0.1)
     with pytest.raises(ValueError):
         Leg("x", "call", 100, None, 1, 1, 0.1, t_left_years=0.1)
+
+
+def test_pop_is_never_nan_without_a_reason():
+    """Slip: POP used to be NaN with no reason when the smile had no vol or the expiry had come."""
+    legs = [call(110, -1, 0.02), put(90, -1, 0.03)]
+    zero = lambda kk: np.zeros_like(kk)  # noqa: E731
+    no_vol = P.probability_of_profit(legs, S0, 100.0, 30 / 365, lambda kk: np.full_like(kk, np.nan), dvol_dk_fn=zero)
+    assert math.isnan(no_vol.value) and no_vol.reason == "no_distribution"
+    expired = P.probability_of_profit(legs, S0, 100.0, 0.0, lambda kk: np.full_like(kk, 0.5), dvol_dk_fn=zero)
+    assert math.isnan(expired.value) and expired.reason == "expired"
+    with pytest.raises(ValueError, match="slope"):   # a smile without its slope is refused, not flattened
+        P.probability_of_profit(legs, S0, 100.0, 30 / 365, lambda kk: np.full_like(kk, 0.5))
+
+
+def test_rn_cdf_on_a_linear_mark_smile_matches_finite_differences_of_the_call_price():
+    """The marks' smile (vols linear in ln K/F) with its analytic slope gives −∂C/∂K between strikes."""
+    from qortcli.quant.smile import MarkSmile
+
+    f, t = 100.0, 0.1
+    sm = MarkSmile([80.0, 90.0, 100.0, 110.0, 125.0], [0.70, 0.62, 0.55, 0.52, 0.53], f)
+    k = np.array([85.0, 95.0, 104.0, 118.0])          # between quoted strikes: the smile is smooth there
+    h = 1e-4
+
+    def undiscounted_call(kk):
+        return np.array([_b76_call_coin(f, x, t, float(sm.vol(x))) * f for x in kk])
+
+    fd_cdf = 1 + (undiscounted_call(k + h) - undiscounted_call(k - h)) / (2 * h)
+    assert P.rn_cdf(k, f, t, sm.vol, sm.dvol_dk) == pytest.approx(fd_cdf, abs=1e-6)
+    # outside the quoted strikes the smile is flat: the lognormal CDF at the edge vol
+    sd = 0.53 * math.sqrt(t)
+    assert P.rn_cdf(np.array([150.0]), f, t, sm.vol, sm.dvol_dk)[0] == pytest.approx(
+        norm.cdf((math.log(150 / f) + 0.5 * sd * sd) / sd), abs=1e-12)
+
+
+def test_net_vega_beside_spot_usd_premiums_is_spot_usd():
+    """Slip: the net vega printed beside spot-USD premiums was Deribit's forward-USD vega. The spot-USD vega is
+    Σ side·size·vega_coin·index, which differs from Σ side·size·vega (forward-USD) by the factor index/forward."""
+    from qortcli.quant import black76
+
+    index, forwards = 90_000.0, np.array([90_400.0, 92_100.0])     # two expiries of a calendar
+    strikes, t, vol = np.array([90_000.0, 90_000.0]), np.array([7 / 365, 35 / 365]), np.array([0.45, 0.48])
+    g = black76.greeks(forwards, strikes, t, vol, True, days_per_year=365.0)
+    per_leg = [{"delta": g.delta[i], "gamma": g.gamma[i], "vega": g.vega[i], "theta": g.theta[i]} for i in range(2)]
+    legs = [call(90_000, -1, 0.02), call(90_000, 1, 0.04)]
+    net = P.net_greeks(legs, per_leg, index_usd=index, forwards_usd=forwards)
+    q = np.array([-1.0, 1.0])
+    assert net.vega_fwd_usd == pytest.approx(q @ g.vega)
+    assert net.vega_coin == pytest.approx(q @ (g.vega / forwards))
+    assert net.vega_spot_usd == pytest.approx(q @ (g.vega_coin * index), rel=1e-12)
+    assert net.theta_spot_usd == pytest.approx(q @ (g.theta_coin * index), rel=1e-12)
+    assert abs(net.vega_spot_usd - net.vega_fwd_usd) > 1e-3 * abs(net.vega_fwd_usd)

@@ -66,7 +66,7 @@ def test_tolerance_is_the_larger_of_relative_and_half_tick():
     from qortcli.quant import black76
 
     g = black76.greeks(chain["underlying"], chain["strike"], t_years, chain["implied_volatility"],
-                       (chain["option_type"] == "call").to_numpy())
+                       (chain["option_type"] == "call").to_numpy(), days_per_year=365.0)
     tol = np.maximum(1e-3 * chain["mark_price"].to_numpy(), 0.005 * g["vega_coin"])
     np.testing.assert_allclose(report["tolerance_coin"], tol)
     within = np.abs(g["price_coin"] - chain["mark_price"].to_numpy()) <= tol

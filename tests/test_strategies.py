@@ -13,6 +13,7 @@ import pytest
 
 from qortcli.config import get_settings
 from qortcli.quant import regime as reg
+from qortcli.quant import smile
 from qortcli.quant import strategies as strat
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -43,15 +44,15 @@ def csv_chain(path, currency: str) -> pd.DataFrame:
 def test_atm_iv_interpolates_in_log_moneyness():
     # F = 100: between K=90 (0.50) and K=110 (0.40) at ln(100/90) / ln(110/90) of the way
     w = math.log(100 / 90) / math.log(110 / 90)
-    assert reg.atm_iv([90, 110, 110], [0.50, 0.40, 0.40], 100.0) == pytest.approx(0.50 + w * (0.40 - 0.50))
+    assert smile.atm_iv_from_quotes([90, 110, 110], [0.50, 0.40, 0.40], 100.0) == pytest.approx(0.50 + w * (0.40 - 0.50))
 
 
 def test_constant_maturity_atm_is_linear_in_total_variance():
     # 10d at 0.50, 40d at 0.40: w(30d) = w10 + (20/30)(w40 − w10)
     t1, t2, t = 10 / 365, 40 / 365, 30 / 365
     w = 0.5 ** 2 * t1 + (t - t1) / (t2 - t1) * (0.4 ** 2 * t2 - 0.5 ** 2 * t1)
-    assert reg.constant_maturity_atm([t2, t1], [0.40, 0.50], t) == pytest.approx(math.sqrt(w / t))
-    assert reg.constant_maturity_atm([t1, t2], [0.5, 0.4], 5 / 365) == 0.5  # flat before the first
+    assert smile.interpolate_total_variance([t2, t1], [0.40, 0.50], t) == (pytest.approx(math.sqrt(w / t)), False)
+    assert smile.interpolate_total_variance([t1, t2], [0.5, 0.4], 5 / 365) == (0.5, True)  # flat before the first
 
 
 def test_percentile_rank():
@@ -81,7 +82,8 @@ def test_risk_reversal_from_recorded_deltas():
     chain = csv_chain(FIRST, "BTC")
     g = chain[chain["expiry"] == chain["expiry"].sort_values().unique()[6]]  # 23JAN26
     c, p = g[g.option_type == "call"], g[g.option_type == "put"]
-    out = reg.risk_reversal_butterfly(c["delta"], c["iv"], p["delta"], p["iv"], 0.43)
+    out = {"call_iv": smile.vol_at_delta(c["delta"], c["iv"], 0.25), "put_iv": smile.vol_at_delta(p["delta"], p["iv"], -0.25)}
+    out["rr"] = out["call_iv"] - out["put_iv"]
     # hand: linear interpolation of IV in delta between the two calls / puts bracketing ±0.25
     cs = c.sort_values("delta")
     i = np.searchsorted(cs["delta"].to_numpy(), 0.25)
@@ -94,8 +96,8 @@ def test_risk_reversal_from_recorded_deltas():
 # ------------------------------------------------------------------------------------------- rules
 
 def _regime(**kw):
-    base = {"iv_atm_30d": 0.45, "iv_percentile": 0.5, "iv_history_n": 100, "rv_30d": 0.45, "rv_age_days": 0.5,
-            "term_front_iv": 0.45, "term_back_iv": 0.45, "rr25": 0.0}
+    base = {"atm_iv_marks": 0.45, "atm_iv_marks_percentile": 0.5, "iv_history_n": 100, "rv_30d": 0.45,
+            "rv_age_days": 0.5, "term_front_atm_iv_marks": 0.45, "term_back_atm_iv_marks": 0.45, "rr25_marks": 0.0}
     base.update(kw)
     return base
 
@@ -106,51 +108,51 @@ def fired(rules):
 
 def test_original_design_rules(cfg):
     assert cfg["iv_high"] == 0.60 and cfg["iv_low"] == 0.30
-    rules = strat.evaluate_rules(_regime(iv_atm_30d=0.65, rv_30d=0.62), cfg)
+    rules = strat.evaluate_rules(_regime(atm_iv_marks=0.65, rv_30d=0.62), cfg)
     assert fired(rules) == {"iv_above_high"}
     hit = next(r for r in rules if r.name == "iv_above_high")
     assert hit.strategies == ("short_strangle",)
     assert hit.strength == pytest.approx((0.65 - 0.60) / cfg["rank_scale"]["iv_above_high"])
-    assert fired(strat.evaluate_rules(_regime(iv_atm_30d=0.25, rv_30d=0.25), cfg)) == {"iv_below_low"}
-    assert fired(strat.evaluate_rules(_regime(iv_atm_30d=0.60, rv_30d=0.60), cfg)) == set()  # strictly above
+    assert fired(strat.evaluate_rules(_regime(atm_iv_marks=0.25, rv_30d=0.25), cfg)) == {"iv_below_low"}
+    assert fired(strat.evaluate_rules(_regime(atm_iv_marks=0.60, rv_30d=0.60), cfg)) == set()  # strictly above
 
 
 def test_thresholds_come_from_config(cfg):
     mine = dict(cfg, iv_high=0.40)
-    assert "iv_above_high" in fired(strat.evaluate_rules(_regime(iv_atm_30d=0.45), mine))
-    assert "iv_above_high" not in fired(strat.evaluate_rules(_regime(iv_atm_30d=0.45), cfg))
+    assert "iv_above_high" in fired(strat.evaluate_rules(_regime(atm_iv_marks=0.45), mine))
+    assert "iv_above_high" not in fired(strat.evaluate_rules(_regime(atm_iv_marks=0.45), cfg))
 
 
 def test_percentile_rules_need_history(cfg):
-    rich = _regime(iv_percentile=0.95)
+    rich = _regime(atm_iv_marks_percentile=0.95)
     assert "iv_rich_percentile" in fired(strat.evaluate_rules(rich, cfg))
     short = strat.evaluate_rules(dict(rich, iv_history_n=cfg["min_history"] - 1), cfg)
     rule = next(r for r in short if r.name == "iv_rich_percentile")
     assert not rule.evaluated and not rule.fired and "min_history" in rule.note
-    assert "iv_cheap_percentile" in fired(strat.evaluate_rules(_regime(iv_percentile=0.05), cfg))
+    assert "iv_cheap_percentile" in fired(strat.evaluate_rules(_regime(atm_iv_marks_percentile=0.05), cfg))
 
 
 def test_iv_vs_rv_rules_and_staleness(cfg):
-    assert "iv_over_rv" in fired(strat.evaluate_rules(_regime(iv_atm_30d=0.55, rv_30d=0.45), cfg))
-    assert "iv_under_rv" in fired(strat.evaluate_rules(_regime(iv_atm_30d=0.40, rv_30d=0.45), cfg))
-    stale = strat.evaluate_rules(_regime(iv_atm_30d=0.55, rv_30d=0.45, rv_age_days=1000), cfg)
+    assert "iv_over_rv" in fired(strat.evaluate_rules(_regime(atm_iv_marks=0.55, rv_30d=0.45), cfg))
+    assert "iv_under_rv" in fired(strat.evaluate_rules(_regime(atm_iv_marks=0.40, rv_30d=0.45), cfg))
+    stale = strat.evaluate_rules(_regime(atm_iv_marks=0.55, rv_30d=0.45, rv_age_days=1000), cfg)
     rule = next(r for r in stale if r.name == "iv_over_rv")
     assert not rule.evaluated and "stale" in rule.note
     assert rule.inputs["iv_minus_rv"] == pytest.approx(0.10)  # still printed
 
 
 def test_term_and_skew_rules(cfg):
-    inv = strat.evaluate_rules(_regime(term_front_iv=0.47, term_back_iv=0.45), cfg)
+    inv = strat.evaluate_rules(_regime(term_front_atm_iv_marks=0.47, term_back_atm_iv_marks=0.45), cfg)
     assert fired(inv) == {"term_inverted"}
-    assert fired(strat.evaluate_rules(_regime(term_front_iv=0.45, term_back_iv=0.47), cfg)) == set()
-    puts = strat.evaluate_rules(_regime(rr25=-0.03), cfg)
+    assert fired(strat.evaluate_rules(_regime(term_front_atm_iv_marks=0.45, term_back_atm_iv_marks=0.47), cfg)) == set()
+    puts = strat.evaluate_rules(_regime(rr25_marks=-0.03), cfg)
     assert fired(puts) == {"put_skew"}
-    assert strat.skew_direction(puts, {"rr25": -0.03}) == "put"
-    assert fired(strat.evaluate_rules(_regime(rr25=0.03), cfg)) == {"call_skew"}
+    assert strat.skew_direction(puts, {"rr25_marks": -0.03}) == "put"
+    assert fired(strat.evaluate_rules(_regime(rr25_marks=0.03), cfg)) == {"call_skew"}
 
 
 def test_rank_strategies(cfg):
-    rules = strat.evaluate_rules(_regime(iv_atm_30d=0.70, rv_30d=0.55, iv_percentile=0.9, rr25=-0.03), cfg)
+    rules = strat.evaluate_rules(_regime(atm_iv_marks=0.70, rv_30d=0.55, atm_iv_marks_percentile=0.9, rr25_marks=-0.03), cfg)
     ranked = strat.rank_strategies(rules, 3)
     # short strangle gathers three rules (original, percentile, IV>RV): strongest
     assert ranked[0]["strategy"] == "short_strangle"
@@ -251,3 +253,36 @@ def test_payoff_legs_value_the_back_leg_at_the_front_expiry(cfg, btc_23jan):
     assert legs[0].price_coin == recs[0]["bid_coin"] and legs[1].price_coin == recs[1]["ask_coin"]
     marks = strat.payoff_legs(recs, recs[0]["t_years"], entry="mark")
     assert [leg.price_coin for leg in marks] == [r["mark_coin"] for r in recs]
+
+
+# -------------------------------------------------------------------------------------------- registry
+
+def test_rules_select_the_strategies_their_templates_name(cfg):
+    rules = strat.evaluate_rules(_regime(), cfg)
+    names = {r.name for r in rules}
+    for template in strat.REGISTRY.values():
+        assert set(template.rules) <= names, template.name    # every template names real rules
+    for rule in rules:                                       # and each rule selects exactly those templates
+        assert rule.strategies == tuple(n for n, t in strat.REGISTRY.items() if rule.name in t.rules)
+    assert strat.STRATEGIES == tuple(strat.REGISTRY)
+    assert [n for n, t in strat.REGISTRY.items() if t.needs_second_expiry] == ["calendar_spread"]
+
+
+def test_adding_a_strategy_is_one_template(cfg, btc_23jan, monkeypatch):
+    """A new template (a short put selected by put_skew) is ranked, named in the error message, and built."""
+    chain, _ = btc_23jan
+
+    def short_put(r):
+        p = strat.pick_by_delta(r.chain, "put", -float(r.cfg["delta_short"]), -1)
+        return [strat.leg_record(p, -1, r.size, "short put")]
+
+    registry = dict(strat.REGISTRY, short_put=strat.StrategyTemplate("short_put", "sell a put", short_put, ("put_skew",)))
+    monkeypatch.setattr(strat, "REGISTRY", registry)
+    monkeypatch.setattr(strat, "STRATEGIES", tuple(registry))
+    rules = strat.evaluate_rules(_regime(rr25_marks=-0.05), cfg)
+    assert "short_put" in next(r for r in rules if r.name == "put_skew").strategies
+    assert "short_put" in {x["strategy"] for x in strat.rank_strategies(rules, 10)}
+    legs = strat.build_legs("short_put", chain, cfg, "BTC")
+    assert [leg["side"] for leg in legs] == ["sell"] and legs[0]["option_type"] == "put"
+    with pytest.raises(ValueError, match="short_put"):
+        strat.check_strategy("butterfly")

@@ -75,7 +75,7 @@ def test_rules_on_the_first_snapshot(store):
     for cur in by_cur.values():
         assert cur["snapshot_id"].endswith(F0) and cur["expiry"] == "23JAN26"  # 18 days: nearest in 14..45
         rules = {r["rule"]: r for r in cur["rules"]}
-        iv = cur["regime"]["iv_atm_30d"]
+        iv = cur["regime"]["atm_iv_marks"]
         assert rules["iv_above_high"]["fired"] == (iv > 0.60)
         assert rules["iv_below_low"]["fired"] == (iv < 0.30)
         # no look-ahead: only the first snapshot existed in the history at that time
@@ -99,9 +99,9 @@ def test_term_structure_input_matches_the_csv_marks(store):
     btc = next(c for c in store["by_rules"]["currencies"] if c["currency"] == "BTC")
     reg = btc["regime"]
     assert reg["term_front_expiry"] == "9JAN26" and reg["term_back_expiry"] == "23JAN26"
-    assert reg["term_shape"].startswith("backwardation") and reg["term_slope_per_year"] < 0
+    assert reg["term_shape"].startswith("backwardation") and reg["term_slope_marks_per_year"] < 0
     raw = rows(F0, "BTC")
-    for code, key in (("9JAN26", "term_front_iv"), ("23JAN26", "term_back_iv")):
+    for code, key in (("9JAN26", "term_front_atm_iv_marks"), ("23JAN26", "term_back_atm_iv_marks")):
         g = raw[raw["instrument_name"].str.contains(f"-{code}-")]
         f = g["underlying"].median()
         iv_by_k = g.groupby("strike")["implied_volatility"].mean()
@@ -161,6 +161,16 @@ def test_tracked_pnl_matches_hand_computation_from_the_csv(store):
         assert point["pnl_coin"] == pytest.approx(coin, abs=1e-12)
         assert point["pnl_usd"] == pytest.approx(usd, abs=1e-7)
         assert point["missing"] == []
+        # the exit P/L beside it: both legs are short, so closing buys them back at the snapshot's asks
+        m = rows(stamp, "BTC").set_index("instrument_name")
+        e = rows(F0, "BTC").set_index("instrument_name")
+        names = [leg["instrument"] for leg in d["legs"]]
+        asks = m.loc[names, "ask_price"].to_numpy()
+        bids0 = e.loc[names, "bid_price"].to_numpy()
+        index0 = float(np.median(e.loc[names, "index_price"]))
+        assert point["exit_pnl_coin"] == pytest.approx(-(asks - bids0).sum(), abs=1e-12)
+        assert point["exit_pnl_usd"] == pytest.approx(-asks.sum() * index_t + bids0.sum() * index0, abs=1e-7)
+        assert point["exit_cost_usd"] == pytest.approx(point["pnl_usd"] - point["exit_pnl_usd"]) and point["exit_cost_usd"] > 0
     assert d["status"] == "open" and d["settlement"]["pending"]  # 23 JAN is after the stored week
 
 
@@ -262,6 +272,14 @@ def test_cli_suggest_json_and_track(store):
     assert cur["expiry"] == "30JAN26" and cur["snapshot_id"] == f"BTC-{F3}"
     ic = next(s for s in cur["suggestions"] if s["strategy"] == "iron_condor")
     assert len(ic["legs"]) == 4 and ic["metrics"]["max_loss_usd"] < 0 and len(ic["payoff_grid"]["s_usd"]) == 201
+    # the net vega beside the spot-USD premiums is spot-USD: Σ side·size·vega_coin × the entry index
+    legs = [leg for leg in ic["legs"] if leg["option_type"] != "underlying"]
+    vega_coin = sum(leg["side_sign"] * leg["size"] * leg["greeks"]["vega"] / leg["forward_usd"] for leg in legs)
+    assert ic["metrics"]["net_greeks"]["vega_spot_usd"] == pytest.approx(vega_coin * ic["index_usd"], rel=1e-9)
+    panel = runner.invoke(app, ["suggest", "--db", db, "--currency", "BTC", "--expiry", "30JAN26", "--top", "0",
+                                "-s", "iron_condor"], env={"COLUMNS": "200"})
+    assert panel.exit_code == 0, panel.output
+    assert "spot-USD/vol pt" in panel.output and "(marks)" in panel.output and "USD/vol pt ·" not in panel.output
     text = runner.invoke(app, ["suggest", "--db", db, "--currency", "BTC", "--track"])
     assert text.exit_code == 0, text.output
     assert "short_strangle" in text.output and "P/L USD" in text.output and "settle" in text.output

@@ -14,6 +14,7 @@ import pytest
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from qortcli.quant import black76, smile
 from qortcli.quant import surface as sf
 from qortcli.quant import svi
 from qortcli.timeutils import parse_instrument
@@ -50,7 +51,7 @@ def csv_chains(path: Path) -> dict[str, pd.DataFrame]:
 
 @lru_cache(maxsize=1)
 def book_surface() -> dict:
-    return sf.fit_surface(book_chain())
+    return sf.fit_surface(book_chain(), days_per_year=365.0)
 
 
 def otm_quotes_above(chain: pd.DataFrame, min_mark_coin: float) -> pd.Series:
@@ -64,7 +65,7 @@ def otm_quotes_above(chain: pd.DataFrame, min_mark_coin: float) -> pd.Series:
 
 def check_chain(chain: pd.DataFrame, label: str) -> list[float]:
     """Fit a chain, assert its acceptance properties, return the per-expiry RMSEs."""
-    result = sf.fit_surface(chain)
+    result = sf.fit_surface(chain, days_per_year=365.0)
     by_expiry = {s["expiry"]: s for s in result["slices"]}
     # every expiry with ≥ 5 OTM quotes worth more than a tick (by Deribit's own coin mark) is fitted
     counts = otm_quotes_above(chain, 1.2e-4)
@@ -117,7 +118,7 @@ def test_every_january_snapshot_fits_within_acceptance():
 def test_vega_weights_use_deribits_vega_definition():
     chain = csv_chains(SNAPSHOTS[0])["BTC"]
     chain = chain[chain["t_years"] > 0.01]
-    vega = sf.black76_vega(chain["forward"], chain["strike"], chain["t_years"], chain["iv"]) / 100
+    vega = black76.vega_per_unit_vol(chain["forward"], chain["strike"], chain["t_years"], chain["iv"]) / 100
     # Deribit publishes vega = F φ(d1) √T / 100 (USD per vol point); ticker greeks lag the marks a little
     np.testing.assert_allclose(vega, chain["vega"], rtol=0.03, atol=0.05)
 
@@ -127,16 +128,16 @@ def test_delta_25_strikes_solve_black76_forward_delta():
     fitted = [s for s in res["slices"] if s["params"]]
     for s in fitted:
         t, p = s["t_years"], s["params"]
-        for key, target in (("k_call25", 0.25), ("k_put25", -0.25)):
+        for key, target in (("k_call25_svi", 0.25), ("k_put25_svi", -0.25)):
             k = s[key]
             w = svi.svi_total_variance(k, *p.values())
             d1 = -k / np.sqrt(w) + np.sqrt(w) / 2
             delta = norm.cdf(d1) if target > 0 else norm.cdf(d1) - 1
             assert delta == pytest.approx(target, abs=1e-9)
         vol = lambda k: np.sqrt(svi.svi_total_variance(k, *p.values()) / t)   # noqa: E731
-        assert s["atm_vol"] == pytest.approx(vol(0.0), rel=1e-12)
-        assert s["rr25"] == pytest.approx(vol(s["k_call25"]) - vol(s["k_put25"]), abs=1e-12)
-        assert s["bf25"] == pytest.approx((vol(s["k_call25"]) + vol(s["k_put25"])) / 2 - vol(0.0), abs=1e-12)
+        assert s["atm_iv_svi"] == pytest.approx(vol(0.0), rel=1e-12)
+        assert s["rr25_svi"] == pytest.approx(vol(s["k_call25_svi"]) - vol(s["k_put25_svi"]), abs=1e-12)
+        assert s["bf25_svi"] == pytest.approx((vol(s["k_call25_svi"]) + vol(s["k_put25_svi"])) / 2 - vol(0.0), abs=1e-12)
     # independently: the 25Δ strikes of the market's own smile (linear in k between marks) solved with
     # brentq on the Black-76 delta give a risk reversal within a vol point of the fitted one
     for s in (x for x in fitted if x["t_years"] > 0.05):
@@ -153,8 +154,8 @@ def test_delta_25_strikes_solve_black76_forward_delta():
 
         kc = brentq(lambda k: call_delta(k) - 0.25, 0.0, pts[-1, 0])
         kp = brentq(lambda k: call_delta(k) - 0.75, pts[0, 0], 0.0)
-        assert s["rr25"] == pytest.approx(market(kc) - market(kp), abs=0.01), s["expiry"]
-        assert s["k_call25"] == pytest.approx(kc, abs=0.02) and s["k_put25"] == pytest.approx(kp, abs=0.02)
+        assert s["rr25_svi"] == pytest.approx(market(kc) - market(kp), abs=0.01), s["expiry"]
+        assert s["k_call25_svi"] == pytest.approx(kc, abs=0.02) and s["k_put25_svi"] == pytest.approx(kp, abs=0.02)
 
 
 def test_implied_vol_at_reproduces_slices_and_interpolates_total_variance_linearly():
@@ -232,19 +233,19 @@ def test_thirty_day_vols_by_hand():
     t30 = 30 / 365
     assert t[0] < t30 < t[-1]
     by_hand = np.sqrt(np.interp(t30, t, w_atm) / t30)
-    assert res["diagnostics"]["atm_vol_30d"]["vol"] == pytest.approx(by_hand, rel=1e-12)
-    assert not res["diagnostics"]["atm_vol_30d"]["extrapolated"]
-    assert 0.2 < res["diagnostics"]["vs_vol_30d"]["vol"] < 1.0
+    assert res["diagnostics"]["atm_iv_30d_svi"]["vol"] == pytest.approx(by_hand, rel=1e-12)
+    assert not res["diagnostics"]["atm_iv_30d_svi"]["extrapolated"]
+    assert 0.2 < res["diagnostics"]["vs_vol_30d_svi"]["vol"] < 1.0
 
 
 def test_variance_swap_vol_of_a_flat_smile_is_the_flat_vol():
     for t in (1 / 365, 0.25, 2.0):
         flat = [{"expiry": "X", "t_years": t, "params": {"a": 0.5**2 * t, "b": 0.0, "rho": 0.0, "m": 0.0, "sigma": 0.1}}]
-        assert sf.variance_swap_vols(flat)[0] == pytest.approx(0.5, rel=2e-5)
+        assert smile.variance_swap_vols(flat)[0] == pytest.approx(0.5, rel=2e-5)
     # and a skewed smile has a variance-swap vol above its ATM vol (the wings add variance)
     res = book_surface()
     for row in res["diagnostics"]["term_structure"]:
-        assert row["vs_vol"] > row["atm_vol"]
+        assert row["vs_vol_svi"] > row["atm_iv_svi"]
 
 
 def test_sparse_expiry_is_flagged_and_bad_vols_counted():
@@ -253,7 +254,7 @@ def test_sparse_expiry_is_flagged_and_bad_vols_counted():
     sparse = chain[(chain["expiry"] != expiry) | (chain["strike"].isin([60_000, 70_000, 80_000, 90_000]))].copy()
     sparse.loc[sparse.index[:7], "iv"] = [np.nan, 0.0, -0.1, np.nan, 0.0, np.nan, np.nan]
     sparse.loc[sparse.index[7], "forward"] = np.nan                     # a row without a forward
-    res = sf.fit_surface(sparse)
+    res = sf.fit_surface(sparse, days_per_year=365.0)
     assert res["counts"]["skipped_bad_vol"] == 7 and res["counts"]["skipped_bad_row"] == 1
     last = res["slices"][-1]
     assert last["params"] is None and "insufficient_quotes" in last["flags"]
@@ -269,7 +270,7 @@ def test_surface_diagnostics_find_a_known_butterfly_arbitrage():
     vogt = {"expiry": "VOGT", "t_years": 1.0,
             "params": {"a": -0.0410, "b": 0.1331, "rho": 0.3060, "m": 0.3586, "sigma": 0.4153}}
     fine = {"expiry": "FINE", "t_years": 0.5, "params": {"a": 0.02, "b": 0.1, "rho": -0.3, "m": 0.0, "sigma": 0.2}}
-    built = sf.build_surface([fine, vogt])
+    built = sf.build_surface([fine, vogt], days_per_year=365.0)
     bfly = built["diagnostics"]["butterfly"]
     assert bfly["ok"] is False
     (failing,) = bfly["failing_expiries"]
@@ -277,4 +278,26 @@ def test_surface_diagnostics_find_a_known_butterfly_arbitrage():
     for lo, hi in failing["k_ranges"]:
         ks = np.linspace(lo, hi, 50)
         assert (svi.svi_g(ks, vogt["params"]) < 0).all()
-    assert "butterfly_arbitrage" in vogt["flags"] and "butterfly_arbitrage" not in fine["flags"]
+    by = {s["expiry"]: s for s in built["slices"]}
+    assert "butterfly_arbitrage" in by["VOGT"]["flags"] and "butterfly_arbitrage" not in by["FINE"]["flags"]
+
+
+def test_check_k_is_the_butterfly_grid_and_not_the_calendar_grid():
+    """Slip: `fit_surface(check_k=...)` used to send the butterfly grid to the calendar check (and fit every
+    slice on the default grid). The butterfly report of each slice must come from `check_k` (plus the
+    vertex refinement of `svi.check_grid`), the calendar report from `calendar_k`."""
+    chain = book_chain()
+    coarse = np.linspace(-0.8, 0.8, 9)
+    res = sf.fit_surface(chain, days_per_year=365.0, check_k=coarse)
+    fitted = [s for s in res["slices"] if s["params"]]
+    assert fitted
+    for s in fitted:
+        grid = svi.check_grid(coarse, s["params"])
+        refined = s["butterfly"]["k_at_g_min"]
+        # the minimum sits on the check grid or in its refinement between two grid neighbours
+        assert grid[0] - 1e-12 <= refined <= grid[-1] + 1e-12, (s["expiry"], refined)
+    # the calendar check used its own default grid: the same report as computed here on CALENDAR_K
+    assert res["diagnostics"]["calendar"] == sf.calendar_report(fitted, sf.CALENDAR_K)
+    default = sf.fit_surface(chain, days_per_year=365.0)
+    assert [s["butterfly"]["k_at_g_min"] for s in fitted] != [
+        s["butterfly"]["k_at_g_min"] for s in default["slices"] if s["params"]]

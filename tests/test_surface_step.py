@@ -92,7 +92,7 @@ def test_model_iv_mark_is_preferred_and_bad_vols_are_counted(embedded_db):
     # the price step's own inversion of the marks gives the same smiles as Deribit's mark_iv
     doc = latest_surface(embedded_db, "BTC")
     for row in doc["diagnostics"]["term_structure"]:
-        assert 0.2 < row["atm_vol"] < 1.0
+        assert 0.2 < row["atm_iv_svi"] < 1.0
     assert doc["diagnostics"]["rmse_vol_points"]["max"] <= 3.0
 
 
@@ -122,7 +122,7 @@ def test_cli_surface_json_table_and_plot(qort_env, tmp_path):
     summary = json.loads(result.output)
     (surf,) = summary["surfaces"]
     assert surf["currency"] == "BTC" and len(surf["expiries_table"]) == 12
-    assert surf["atm_vol_30d"]["vol"] > 0 and surf["vs_vol_30d"]["vol"] > 0
+    assert surf["atm_iv_30d_svi"]["vol"] > 0 and surf["vs_vol_30d_svi"]["vol"] > 0
 
     html = tmp_path / "surface.html"
     result = runner.invoke(app, ["surface", "--currency", "BTC", "--plot", str(html)])

@@ -225,7 +225,7 @@ def test_volatility_shows_the_surface_and_term_structure(browser, server, seeded
     surface = seeded["surface"]
     if "surface" in seeded["skipped_steps"] or surface is None:
         pytest.fail("the surface step did not store a surface for the latest BTC snapshot")
-    atm30 = surface["diagnostics"]["atm_vol_30d"]
+    atm30 = surface["diagnostics"]["atm_iv_30d_svi"]
     atm30 = atm30["vol"] if isinstance(atm30, dict) else atm30
     assert pct(atm30) in page.inner_text("#fit-line")
     assert seeded["btc_snapshot"] in text

@@ -68,7 +68,7 @@ def test_overview_reads_the_latest_snapshot_of_each_currency(store):
         assert card["spot_usd"] == pytest.approx(float(rows["index_price"].median()))
         assert card["snapshots"] == 2 and card["has_surface"]
         assert card["priced"] == len(rows)
-        assert 0.2 < card["atm_vol_30d"] < 1.5
+        assert 0.2 < card["atm_iv_30d_marks"] < 1.5 and card["basis"] == "ACT/365"
     assert data["counts"]["options_data"] == len(late) + len(_csv(EARLY))
     assert data["counts"]["price_data"] == store["db"]["price_data"].count_documents({})
     assert {r["step"] for r in data["last_per_step"]} >= {"collect", "price", "surface", "optimize", "suggest"}
@@ -76,11 +76,14 @@ def test_overview_reads_the_latest_snapshot_of_each_currency(store):
 
 
 def test_constant_maturity_atm_by_hand():
-    stats = [{"t_years": 20 / 365, "atm_iv": 0.5}, {"t_years": 40 / 365, "atm_iv": 0.6}]
+    from qortcli.quant.smile import interpolate_total_variance
+
+    t, atm = [20 / 365, 40 / 365], [0.5, 0.6]
     # total variance linear in T: w(30d) = (0.25·20 + 0.36·40)/2 /365, σ = √(w / (30/365))
-    assert q.constant_maturity_atm(stats, 30) == pytest.approx(math.sqrt((0.25 * 20 + 0.36 * 40) / 2 / 30), rel=1e-12)
-    assert q.constant_maturity_atm(stats, 10) == 0.5 and q.constant_maturity_atm(stats, 90) == 0.6
-    assert q.constant_maturity_atm([], 30) is None
+    assert interpolate_total_variance(t, atm, 30 / 365)[0] == pytest.approx(math.sqrt((0.25 * 20 + 0.36 * 40) / 2 / 30),
+                                                                             rel=1e-12)
+    assert interpolate_total_variance(t, atm, 10 / 365)[0] == 0.5 and interpolate_total_variance(t, atm, 90 / 365)[0] == 0.6
+    assert interpolate_total_variance([], [], 30 / 365)[0] is None
 
 
 def test_25_delta_vols_with_computed_deltas_match_deribits_published_deltas():
@@ -91,18 +94,18 @@ def test_25_delta_vols_with_computed_deltas_match_deribits_published_deltas():
     docs = [{"strike": r.strike, "forward": r.underlying, "index_price": r.index_price, "implied_volatility": r.implied_volatility,
              "option_type": r.option_type, "expiry": datetime.fromisoformat(r.expiry_datetime),
              "greeks": {"delta": r.delta}} for r in rows.itertuples()]
-    published = {s["expiry"]: s for s in q.expiry_stats(q.chain_frame(docs, as_of))}
+    published = {s["expiry"]: s for s in q.term_rows(q.chain_frame(docs, as_of), None, 365.0)}
     for d in docs:
         d["greeks"] = None
-    computed = {s["expiry"]: s for s in q.expiry_stats(q.chain_frame(docs, as_of))}
+    computed = {s["expiry"]: s for s in q.term_rows(q.chain_frame(docs, as_of), None, 365.0)}
     checked = 0
     for code, s in computed.items():
-        if s["days"] < 7 or s["rr25"] is None or published[code]["rr25"] is None:
+        if s["days"] < 7 or s["rr25_marks"] is None or published[code]["rr25_marks"] is None:
             continue
-        assert s["atm_iv"] == published[code]["atm_iv"]  # ATM does not use deltas
-        assert s["call25_iv"] == pytest.approx(published[code]["call25_iv"], abs=0.003)
-        assert s["put25_iv"] == pytest.approx(published[code]["put25_iv"], abs=0.003)
-        assert s["rr25"] < 0  # BTC puts over calls in this week's marks
+        assert s["atm_iv_marks"] == published[code]["atm_iv_marks"]  # ATM does not use deltas
+        assert s["call25_iv_marks"] == pytest.approx(published[code]["call25_iv_marks"], abs=0.003)
+        assert s["put25_iv_marks"] == pytest.approx(published[code]["put25_iv_marks"], abs=0.003)
+        assert s["rr25_marks"] < 0  # BTC puts over calls in this week's marks
         checked += 1
     assert checked >= 5
 
@@ -113,13 +116,13 @@ def test_atm_iv_lies_between_the_otm_marks_bracketing_the_forward():
     as_of = datetime(2026, 1, 11, 21, 18, 57, tzinfo=timezone.utc)
     docs = [{"strike": r.strike, "forward": r.underlying, "implied_volatility": r.implied_volatility, "option_type": r.option_type,
              "expiry": datetime.fromisoformat(r.expiry_datetime)} for r in rows.itertuples()]
-    for s in q.expiry_stats(q.chain_frame(docs, as_of)):
+    for s in q.term_rows(q.chain_frame(docs, as_of), None, 365.0):
         grp = rows[rows["expiry_datetime"].str.startswith(s["expiry_date"])]
         f = s["forward_usd"]
         below = grp[(grp["strike"] <= f) & (grp["option_type"] == "put")].sort_values("strike").iloc[-1]
         above = grp[(grp["strike"] >= f) & (grp["option_type"] == "call")].sort_values("strike").iloc[0]
         lo, hi = sorted([below["implied_volatility"], above["implied_volatility"]])
-        assert lo - 1e-12 <= s["atm_iv"] <= hi + 1e-12
+        assert lo - 1e-12 <= s["atm_iv_marks"] <= hi + 1e-12
 
 
 @pytest.mark.slow
@@ -174,13 +177,18 @@ def test_volatility_smiles_use_the_stored_svi_fit(store):
     grid = vol["surface"]
     assert len(grid["days"]) == len(surface["grid"]["t_years"]) and len(grid["k"]) == len(surface["grid"]["k"])
     assert grid["iv"][0][0] == pytest.approx(surface["grid"]["implied_vol"][0][0])
-    stored = surface["diagnostics"]["atm_vol_30d"]
+    stored = surface["diagnostics"]["atm_iv_30d_svi"]
     stored = stored["vol"] if isinstance(stored, dict) else stored
-    assert vol["diagnostics"]["atm_vol_30d"] == pytest.approx(stored)
+    assert vol["diagnostics"]["atm_iv_30d_svi"] == pytest.approx(stored)
     overview = {c["currency"]: c for c in q.overview(store["ro"])["currencies"]}
-    assert overview["BTC"]["atm_vol_30d_surface"] == pytest.approx(stored)
+    assert overview["BTC"]["atm_iv_30d_svi"] == pytest.approx(stored)
     # the surface's 30-day ATM (SVI) and the viewer's (marks) agree within a vol point
-    assert overview["BTC"]["atm_vol_30d"] == pytest.approx(stored, abs=0.01)
+    assert overview["BTC"]["atm_iv_30d_marks"] == pytest.approx(stored, abs=0.01)
+    # every term row carries both sources, each labelled, and the SVI one is the stored slice's
+    by_code = {q.expiry_code(sl["expiry"]): sl for sl in surface["slices"] if sl.get("params")}
+    for row in vol["term"]:
+        if row["expiry"] in by_code:
+            assert row["rr25_svi"] == pytest.approx(by_code[row["expiry"]]["rr25_svi"], abs=1e-12)
 
 
 @pytest.mark.slow
@@ -196,8 +204,9 @@ def test_portfolio_rows_match_the_stored_document(store):
     taxonomy = load_sectors()
     for row in data["assets"]:  # each asset's sector is the taxonomy's
         assert row["sector"] == taxonomy.by_ticker()[row["symbol"]].sector
-    sharpe = next(m for m in data["metrics"] if m["name"] == "sharpe")
-    assert sharpe["portfolio"] == pytest.approx(doc["metrics"]["portfolio"]["sharpe"])
+    sharpe = next(m for m in data["in_sample"] if m["name"] == "sharpe")
+    assert sharpe["portfolio"] == pytest.approx(doc["metrics"]["in_sample"]["portfolio"]["sharpe"])
+    assert data["headline"] == ("out_of_sample" if doc["metrics"]["out_of_sample"] else "in_sample")
     assert len(data["backtest"]["equity"]) == len(data["backtest"]["dates"]) == len(doc["backtest"]["dates"])
 
 
@@ -227,3 +236,12 @@ def test_every_page_query_on_an_empty_store_says_no_data_yet(tmp_path):
     assert q.suggestions(ro)["cards"] == []
     assert q.empty_hint("portfolio_data") == "no data yet — run `qortcli optimize`"
     db.close()
+
+
+def test_documents_stored_before_the_renames_still_read():
+    """Surfaces stored with `atm_vol_30d`/`vs_vol_30d` and portfolios with top-level metrics still show."""
+    old_surface = {"diagnostics": {"atm_vol_30d": {"vol": 0.41}, "vs_vol_30d": {"vol": 0.44}}, "slices": []}
+    diag = q._diagnostics(old_surface)
+    assert diag["atm_iv_30d_svi"] == 0.41 and diag["vs_vol_30d_svi"] == 0.44
+    new_surface = {"diagnostics": {"atm_iv_30d_svi": {"vol": 0.40}, "atm_vol_30d": {"vol": 0.99}}, "slices": []}
+    assert q._diagnostics(new_surface)["atm_iv_30d_svi"] == 0.40

@@ -11,37 +11,28 @@ from rich.table import Table
 
 from qortcli.cli.app import app
 from qortcli.cli.common import DbOption, JsonOption, emit, fmt, handled, open_db, state
+from qortcli.quant.allocation import MODELS, RISK_MEASURES
+from qortcli.quant.backtest import REBALANCE_FREQUENCIES
 
 
-class Model(str, Enum):
-    hrp = "hrp"
-    herc = "herc"
-    max_sharpe = "max-sharpe"
-    min_risk = "min-risk"
-    risk_parity = "risk-parity"
+def _choices(name: str, values) -> type[Enum]:
+    """A str Enum of `values` for Typer's choices (members named like the values, `-` → `_`)."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
 
 
-class RiskMeasure(str, Enum):
-    MV = "MV"
-    CVaR = "CVaR"
-    CDaR = "CDaR"
-    MDD = "MDD"
-
-
-class Rebalance(str, Enum):
-    weekly = "weekly"
-    monthly = "monthly"
-    quarterly = "quarterly"
+Model = _choices("Model", MODELS)
+RiskMeasure = _choices("RiskMeasure", RISK_MEASURES)
+Rebalance = _choices("Rebalance", REBALANCE_FREQUENCIES)
 
 
 @app.command()
 def optimize(
     ctx: typer.Context,
     model: Annotated[Optional[Model], typer.Option(
-        "--model", "-m", help="hrp, herc (riskfolio HCPortfolio), max-sharpe, min-risk, risk-parity (riskfolio "
-                              "Portfolio). Default from the optimize settings: hrp.", case_sensitive=False)] = None,
+        "--model", "-m", help="hrp, herc: riskfolio HCPortfolio; the others: riskfolio Portfolio. "
+                              "Default from the optimize settings.", case_sensitive=False)] = None,
     risk_measure: Annotated[Optional[RiskMeasure], typer.Option(
-        "--risk-measure", "-r", help="MV (variance), CVaR, CDaR (95%) or MDD (max drawdown). risk-parity: not MDD.",
+        "--risk-measure", "-r", help="MV (variance), CVaR and CDaR (95%), MDD (max drawdown). risk-parity: not MDD.",
         case_sensitive=False)] = None,
     by_sector: Annotated[bool, typer.Option(
         "--by-sector", help="Two levels: the model across sector return series (each sector's assets weighted by "
@@ -70,7 +61,8 @@ def optimize(
 ) -> None:
     """Optimise a crypto portfolio from stored daily closes and store it with its risk metrics.
 
-    Weights are fractions of the portfolio; metrics use 365 periods a year. The previous allocation of the same portfolio is compared and the changes shown as rebalancing suggestions.
+    Weights are fractions of the portfolio; metrics use the day-count basis' days a year as periods (365 on
+    ACT/365). Out-of-sample walk-forward metrics (--rebalance) come first; in-sample ones are labelled so. The previous allocation of the same portfolio is compared and the changes shown as rebalancing suggestions.
 
     Examples:
 
@@ -131,23 +123,28 @@ def _render(console, s: dict) -> None:
     console.print(sectors)
 
     m = s["metrics"]
-    oos = m.get("out_of_sample")
-    table = Table(title="Metrics (daily returns, 365 periods a year, rf 0)", title_justify="left")
+    oos, ins = m.get("out_of_sample"), m["in_sample"]
+    table = Table(title=f"Metrics (daily returns, {m['periods_per_year']:g} periods a year, rf 0) — "
+                        + ("out-of-sample walk-forward first" if oos else "in-sample only: pass --rebalance for "
+                                                                          "out-of-sample figures"),
+                  title_justify="left")
     table.add_column("metric")
-    columns = [("portfolio (in-sample)", m["portfolio"]), ("equal weight", m["benchmark"])]
+    columns = []
     if oos:
-        columns += [("portfolio (walk-forward)", oos["portfolio"]), ("equal weight (walk-forward)", oos["benchmark"])]
+        columns += [("walk-forward (out-of-sample)", oos["portfolio"]), ("equal weight (out-of-sample)", oos["benchmark"])]
+    columns += [("portfolio (in-sample)", ins["portfolio"]), ("equal weight (in-sample)", ins["benchmark"])]
     for title, _ in columns:
         table.add_column(title, justify="right")
     for key, label, render in METRIC_ROWS:
         table.add_row(label, *[render(values.get(key)) for _, values in columns])
     table.add_row("days", *[str(values.get("days")) for _, values in columns])
+    table.caption = ins.get("note")
     console.print(table)
 
     assets = Table(title="Assets (in-sample)", title_justify="left")
     for col in ("asset", "CAGR", "volatility", "Sharpe", "Sortino", "max drawdown", "CVaR 95%"):
         assets.add_column(col, justify="left" if col == "asset" else "right")
-    for name, values in m["assets"].items():
+    for name, values in ins["assets"].items():
         assets.add_row(name, _pct(values["cagr"]), _pct(values["volatility"]), fmt(values["sharpe"]),
                        fmt(values["sortino"]), _pct(values["max_drawdown"]), _pct(values["cvar_95"], 2))
     console.print(assets)

@@ -31,15 +31,14 @@ def suggest(ctx: typer.Context,
                 "--snapshot", help="Suggest as of this stored snapshot id (e.g. BTC-20260105T041127Z) instead of "
                                    "the latest.")] = None,
             strategy: Annotated[Optional[list[str]], typer.Option(
-                "--strategy", "-s", help="Also build this strategy even if no rule fired (repeatable): "
-                                         "short_strangle, iron_condor, long_straddle, long_strangle, calendar_spread, "
-                                         "bull_call_spread, bear_put_spread, risk_reversal, covered_call, "
-                                         "protective_put.")] = None,
+                "--strategy", "-s", help="Also build this strategy even if no rule fired (repeatable); the names are "
+                                         "those of the strategy registry (an unknown name lists them).")] = None,
             db: DbOption = None, as_json: JsonOption = False) -> None:
     """Suggest option strategies from the market regime, with concrete legs, premium, max P/L, breakevens, POP.
 
-    The regime (30d ATM IV and its percentile over stored history, IV minus 30d realised vol, term-structure
-    slope, 25Δ risk reversal) is measured from the store; every rule's inputs and thresholds (settings
+    The regime (30d ATM IV from the marks and its percentile over stored history, IV minus 30d realised vol,
+    term-structure slope, 25Δ risk reversal from the marks; the SVI surface's figures beside them) is
+    measured from the store; every rule's inputs and thresholds (settings
     section suggest) are printed. Legs come from the latest complete snapshot by delta targets; sells cross the
     bid, buys the ask. Suggestions are stored in strategy_suggestions; --track follows them.
 
@@ -74,9 +73,7 @@ def _money(value, unbounded: bool, digits: int = 6) -> str:
 
 
 def _at(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and math.isinf(value):
+    if value is None or (isinstance(value, float) and math.isinf(value)):   # stored None: the limit S→∞
         return " (S→∞)"
     if value == 0:
         return " (S→0)"
@@ -86,12 +83,14 @@ def _at(value) -> str:
 def _render(console, summary: dict) -> None:
     for cur in summary["currencies"]:
         reg = cur["regime"]
+        tenor = f"{reg.get('iv_tenor_days', 30):g}d"
         console.print(f"[bold]{cur['currency']}[/] snapshot {cur['snapshot_id']} · expiry {cur['expiry']} · "
-                      f"30d ATM IV {fmt(reg['iv_atm_30d'])} · RV30 {fmt(reg['rv_30d'])} "
+                      f"ATM IV {tenor} (marks) {fmt(reg['atm_iv_marks'])} · RV30 {fmt(reg['rv_30d'])} "
                       f"({_dates(reg['rv_start'], reg['rv_end'])}) · term {reg.get('term_front_expiry')}→"
-                      f"{reg.get('term_back_expiry')} {reg.get('term_shape')} · RR25 {fmt(reg['rr25'])} · BF25 "
-                      f"{fmt(reg.get('bf25'))}"
-                      + (f" · surface 30d ATM {fmt(reg['surface_atm_vol_30d'])}" if reg.get("surface_atm_vol_30d") else ""),
+                      f"{reg.get('term_back_expiry')} {reg.get('term_shape')} (marks) · RR25 {cur['expiry']} (marks) "
+                      f"{fmt(reg['rr25_marks'])} · BF25 (marks) {fmt(reg.get('bf25_marks'))}"
+                      + (f" · ATM IV {tenor} (SVI) {fmt(reg['atm_iv_svi'])} · RR25 (SVI) {fmt(reg.get('rr25_svi'))} · "
+                         f"BF25 (SVI) {fmt(reg.get('bf25_svi'))}" if reg.get("atm_iv_svi") is not None else ""),
                       highlight=False)
         rules = Table(title="Rules (inputs and thresholds from settings \\[suggest])", title_justify="left")
         for col in ("rule", "fired", "inputs", "threshold", "→ strategies"):
@@ -137,8 +136,10 @@ def _panel(s: dict) -> Panel:
         f"{_money(m['max_loss_coin'], m['max_loss_coin_unbounded'])} coin{_at(m['max_loss_coin_at'])}",
         f"breakevens: USD P/L {', '.join(fmt(b, 7) for b in m['breakevens_usd']) or 'none'} · "
         f"coin P/L {', '.join(fmt(b, 7) for b in m['breakevens_coin']) or 'none'}",
-        f"POP (risk-neutral): {fmt(m['pop'], 3)} · net delta {fmt(g.get('delta'))} · gamma {fmt(g.get('gamma'))} · "
-        f"vega {fmt(g.get('vega'))} USD/vol pt · theta {fmt(g.get('theta'))} USD/day",
+        f"POP (risk-neutral): {fmt(m['pop'], 3) if m.get('pop') is not None else 'n/a (' + str(m.get('pop_reason')) + ')'}"
+        f" · net delta {fmt(g.get('delta'))} · gamma {fmt(g.get('gamma_fwd_usd'))}/USD fwd · "
+        f"vega {fmt(g.get('vega_spot_usd'))} spot-USD/vol pt (forward-USD {fmt(g.get('vega_fwd_usd'))}) · "
+        f"theta {fmt(g.get('theta_spot_usd'))} spot-USD/day",
     ]
     if m.get("evaluation"):
         lines.append(f"evaluated {m['evaluation']}")
@@ -154,13 +155,15 @@ def _render_track(console, summary: dict) -> None:
         table = Table(title=f"{s['currency']} {s['strategy']} {s['expiry']} from {s['snapshot_id']} · {s['status']} · "
                             f"entry {fmt(s['entry_premium_coin'])} coin ({fmt(s['entry_premium_usd'], 7)} USD)",
                       title_justify="left")
-        for col in ("time (UTC)", "snapshot", "index USD", "P/L coin", "P/L USD", "missing"):
+        for col in ("time (UTC)", "snapshot", "index USD", "P/L coin", "P/L USD", "exit P/L USD", "missing"):
             table.add_column(col, justify="right" if col not in ("snapshot", "missing") else "left")
         for p in s["path"]:
             table.add_row(fmt(p["timestamp"]), p["snapshot_id"] or "settlement", fmt(p["index_usd"], 7),
-                          fmt(p["pnl_coin"]), fmt(p["pnl_usd"], 6), ", ".join(p["missing"]))
+                          fmt(p["pnl_coin"]), fmt(p["pnl_usd"], 6), fmt(p.get("exit_pnl_usd"), 6),
+                          ", ".join(p["missing"]))
         if not s["path"]:
-            table.add_row("–", "no later snapshot stored yet", "", "", "", "")
+            table.add_row("–", "no later snapshot stored yet", "", "", "", "", "")
+        table.caption = "P/L at the marks; exit P/L closing there (longs sold at the bid, shorts bought at the ask)"
         console.print(table)
         st = s.get("settlement")
         if st and st.get("pending"):

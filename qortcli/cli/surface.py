@@ -22,8 +22,9 @@ def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
                                                      "smiles (.html; .png needs kaleido).")) -> None:
     """Fit an arbitrage-checked SVI volatility surface to the latest snapshot of each currency and store it.
 
-    Prints per expiry: T, ATM vol, 25Δ risk reversal and butterfly, fit RMSE (vol points) and arbitrage
-    flags, plus the 30-day constant-maturity ATM vol and variance-swap vol (DVOL-like).
+    Prints per expiry: T, ATM vol, 25Δ risk reversal and butterfly of the SVI fit, fit RMSE (vol points) and
+    arbitrage flags, plus the 30-day constant-maturity ATM vol and variance-swap vol (DVOL-like) of the fit.
+    (The same figures from the marks are in `qortcli suggest` and the viewer, labelled "marks".)
 
     Example: qortcli surface --currency BTC --plot btc_surface.html
     """
@@ -57,8 +58,8 @@ def _render(console, summary: dict) -> None:
     for surf in summary["surfaces"]:
         table = Table(title=f"{surf['currency']} volatility surface — snapshot {surf['snapshot_id']}",
                       title_justify="left")
-        for col, justify in (("expiry", "left"), ("T (y)", "right"), ("pts", "right"), ("ATM", "right"),
-                             ("RR25", "right"), ("BF25", "right"), ("RMSE", "right"), ("flags", "left")):
+        for col, justify in (("expiry", "left"), ("T (y)", "right"), ("pts", "right"), ("ATM (SVI)", "right"),
+                             ("RR25 (SVI)", "right"), ("BF25 (SVI)", "right"), ("RMSE", "right"), ("flags", "left")):
             table.add_column(col, justify=justify, no_wrap=col != "flags")
         for row in surf["expiries_table"]:
             flags = row["flags"]
@@ -69,17 +70,18 @@ def _render(console, summary: dict) -> None:
                 shown = f"[yellow]{shown}[/]"
             expiry = row["expiry"]
             table.add_row(_day(expiry),
-                          f"{row['t_years']:.4f}", str(row["n_points"]), _pct(row["atm_vol"]),
-                          _pct(row["rr25"], 2), _pct(row["bf25"], 2), fmt(row["rmse_vol_points"], 3), shown)
+                          f"{row['t_years']:.4f}", str(row["n_points"]), _pct(row["atm_iv_svi"]),
+                          _pct(row["rr25_svi"], 2), _pct(row["bf25_svi"], 2), fmt(row["rmse_vol_points"], 3), shown)
         console.print(table)
-        console.print("  ATM = vol at the forward; RR25/BF25 from the fitted smile (Black-76 forward delta); "
-                      "RMSE in vol points on the fitted OTM marks.")
+        console.print("  ATM = vol at the forward; RR25/BF25 from the fitted SVI smile (Black-76 forward delta, "
+                      "not premium-adjusted); RMSE in vol points on the fitted OTM marks; "
+                      f"T on the {surf.get('basis')} basis.")
         rmse = surf.get("rmse_vol_points") or {}
-        atm30, vs30 = surf.get("atm_vol_30d") or {}, surf.get("vs_vol_30d") or {}
+        atm30, vs30 = surf.get("atm_iv_30d_svi") or {}, surf.get("vs_vol_30d_svi") or {}
         extrap = " (extrapolated)" if atm30.get("extrapolated") else ""
         console.print(
-            f"  30-day constant maturity: ATM vol [bold]{_pct(atm30.get('vol'))}[/], variance-swap vol (DVOL-like) "
-            f"[bold]{_pct(vs30.get('vol'))}[/]{extrap}")
+            f"  30-day constant maturity (SVI): ATM vol [bold]{_pct(atm30.get('vol'))}[/], variance-swap vol "
+            f"(DVOL-like) [bold]{_pct(vs30.get('vol'))}[/]{extrap}")
         console.print(
             f"  fitted {surf['fitted']}/{surf['expiries']} expiries, RMSE median {fmt(rmse.get('median'), 3)} / max "
             f"{fmt(rmse.get('max'), 3)} vol pts; skipped vols: {surf['skipped_bad_vol']}; butterfly "

@@ -10,7 +10,8 @@ to the normalised out-of-the-money time value ``beta = P_otm / sqrt(F K)`` at ``
   small table of ``(s/s_c)^2`` over ``(sqrt|x|, 1/(1 - ln(beta/b_c)))`` (built once by this solver from
   the asymptotic guess ``s0 = sqrt(2 x^2 / (|x| - 4 ln(beta / b_c)))``); otherwise on ``ln(b_max - b(s)) = ln(b_max - beta)``
   (``b_max = e^{x/2}``) from ``s0 = -2 N^{-1}((b_max - beta) / (e^{x/2} + e^{-x/2}))``;
-- both objectives are evaluated with ``erfcx`` (no underflow in the deep wings, no ``exp`` per step),
+- both objectives are evaluated with the scaled complementary error function cores of
+  `qortcli.quant.black76.normalised_otm_core` (no underflow in the deep wings, no ``exp`` per step),
   and iterated with Halley steps kept inside a bracket that every evaluation tightens (bisection
   when a step would leave it), over masked sub-arrays of the options not yet converged.
 
@@ -23,9 +24,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import erfcx, ndtri
-
-from qortcli.quant.black76 import _call_flags, as_arrays
+from qortcli.quant.black76 import (_call_flags, as_arrays, norm_ppf, normalised_otm_at_inflection,
+                                   normalised_otm_core)
 
 (OK, NON_POSITIVE_PRICE, BELOW_INTRINSIC, ABOVE_UPPER_BOUND, EXPIRED, INVALID_INPUT, NO_CONVERGENCE,
  MISSING_PRICE) = range(8)
@@ -43,8 +43,6 @@ REASONS = {
 #: relative price error left by a final Halley step (from its cubic error term) below which it stops
 _PREDICTED_RESIDUAL = 1e-14
 _REASON_NAMES = np.array([REASONS[c] for c in range(len(REASONS))], dtype=object)
-_SQRT2 = np.sqrt(2.0)
-_INV_SQRT2 = 1.0 / np.sqrt(2.0)
 _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
 _LN_HALF = np.log(0.5)
 
@@ -61,7 +59,7 @@ class ImpliedVol(NamedTuple):
 
 
 def reason_name(code: int) -> str:
-    """The name of one reason code."""
+    """The name of one reason code (a label, no units)."""
     return REASONS.get(int(code), f"unknown({code})")
 
 
@@ -140,8 +138,8 @@ def implied_vol_usd(price_usd, F, K, t_years, is_call, rate=0.0, **kw) -> Implie
 
 
 def _b_critical(x):
-    """``b(s_c)`` at the inflection point ``s_c = sqrt(2|x|)`` (d1 = 0): 1/2 e^{x/2} (1 - erfcx(sqrt|x|))."""
-    return 0.5 * np.exp(0.5 * x) * (1.0 - erfcx(np.sqrt(-x)))
+    """``b(s_c)`` at the inflection point ``s_c = sqrt(2|x|)`` (d1 = 0), from `black76`."""
+    return normalised_otm_at_inflection(x)
 
 
 # Initial guess in the lower region: (s / s_c)^2 tabulated on (sqrt|x|, q), q = 1 / (1 - ln(beta / b_c)) in
@@ -209,7 +207,8 @@ def _lower_guess(x, beta, b_c, s_c):
 
 
 def solve_total_vol(beta, x, tol: float = 1e-9, max_iter: int = 64, guess: str = "table"):
-    """Total volatility ``s = sigma sqrt(T)`` with ``b(x, s) = beta`` for ``x <= 0``, ``0 < beta < e^{x/2}``.
+    """Total volatility ``s = sigma sqrt(T)`` (dimensionless) with ``b(x, s) = beta`` for ``x <= 0``,
+    ``0 < beta < e^{x/2}`` (normalised price, dimensionless).
 
     Returns ``(s, converged)`` arrays. No per-option Python loop: each iteration works on the whole
     sub-array of options not yet converged.
@@ -241,7 +240,7 @@ def solve_total_vol(beta, x, tol: float = 1e-9, max_iter: int = 64, guess: str =
             else:
                 b_max = np.exp(0.5 * xs)
                 target = np.log(b_max - bs)
-                s0 = -2.0 * ndtri((b_max - bs) / (b_max + np.exp(-0.5 * xs)))
+                s0 = -2.0 * norm_ppf((b_max - bs) / (b_max + np.exp(-0.5 * xs)))
                 s0 = np.maximum(s0, sc)
                 lo, hi = sc.copy(), np.full_like(xs, np.inf)
             bad0 = ~(s0 > lo) | ~(s0 < hi) | ~np.isfinite(s0)
@@ -255,18 +254,10 @@ def _objective(s, x, target, region_lower):
     """f, f', f'' of ``ln b(s) - ln beta`` (lower) or ``ln(b_max - b(s)) - ln(b_max - beta)`` (upper)."""
     q = x / s
     hs = 0.5 * s
-    u1 = q + hs
-    u1 *= -_INV_SQRT2                      # -d1 / sqrt2
-    u2 = q - hs
-    u2 *= -_INV_SQRT2                      # -d2 / sqrt2
+    core = normalised_otm_core(x, s, upper=not region_lower)   # b (or b_max - b) = 1/2 e^{-q^2/2 - s^2/8} core
     if region_lower:
-        core = erfcx(u1)
-        core -= erfcx(u2)                  # b = 1/2 e^{-q^2/2 - s^2/8} core
         r = _SQRT_2_OVER_PI / core         # b'/b
     else:
-        np.negative(u1, out=u1)
-        core = erfcx(u1)
-        core += erfcx(u2)                  # b_max - b = 1/2 e^{-q^2/2 - s^2/8} core
         r = -_SQRT_2_OVER_PI / core        # (b_max - b)'/(b_max - b)
     q *= q                                 # q^2
     f = np.log(core)

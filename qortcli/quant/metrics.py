@@ -1,14 +1,15 @@
 """Performance and risk metrics of daily simple-return series with quantstats (pure: no I/O).
 
-Every annualised figure uses 365 periods a year (crypto trades every day), rf = 0:
+Every annualised figure uses `periods_per_year` periods a year, rf = 0; crypto trades every day, so the
+caller passes its day-count basis' days per year (365 on ACT/365: `qortcli.timeutils.BASES`) and stores it:
 
     total_return   quantstats.stats.comp                      compounded, fraction
-    cagr           quantstats.stats.cagr(periods=365)         fraction a year (years = observed days / 365)
-    volatility     quantstats.stats.volatility(periods=365)   annualised standard deviation, fraction
-    sharpe         quantstats.stats.sharpe(periods=365)
-    sortino        quantstats.stats.sortino(periods=365)
-    calmar         quantstats.stats.calmar(periods=365)       CAGR / |max drawdown|
-    omega          quantstats.stats.omega(periods=365)        threshold 0
+    cagr           quantstats.stats.cagr(periods=P)           fraction a year (years = observed days / P)
+    volatility     quantstats.stats.volatility(periods=P)     annualised standard deviation, fraction
+    sharpe         quantstats.stats.sharpe(periods=P)
+    sortino        quantstats.stats.sortino(periods=P)
+    calmar         quantstats.stats.calmar(periods=P)         CAGR / |max drawdown|
+    omega          quantstats.stats.omega(periods=P)          threshold 0
     max_drawdown   quantstats.stats.max_drawdown               fraction, ≤ 0
     var_95         historical 1-day VaR at 95%: the 5% quantile of the returns (pandas linear
                    interpolation) — the threshold quantstats' historical CVaR uses; quantstats itself
@@ -17,7 +18,9 @@ Every annualised figure uses 365 periods a year (crypto trades every day), rf = 
     cvar_95        quantstats.stats.conditional_value_at_risk(confidence=0.95, method="historical")
     days           number of daily returns, first/last their dates
 
-VaR and CVaR are daily returns (negative = loss), not annualised.
+VaR and CVaR are daily returns (negative = loss), not annualised. Whether a series is in-sample (the
+weights fitted on the same window) or out-of-sample (walk-forward) is the caller's label to keep: see
+`qortcli.quant.backtest`. The growth-of-1 curve is `qortcli.quant.backtest.equity_curve`.
 """
 
 from __future__ import annotations
@@ -25,10 +28,8 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import pandas as pd
 
-PERIODS = 365
 CONFIDENCE = 0.95
 METRIC_NAMES = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "omega",
                 "max_drawdown", "var_95", "cvar_95", "var_95_parametric")
@@ -42,8 +43,9 @@ def _float(value) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def performance(returns: pd.Series) -> dict:
-    """The metrics above for one daily simple-return series (index = days); None where undefined."""
+def performance(returns: pd.Series, periods_per_year: float) -> dict:
+    """The metrics above for one daily simple-return series (fractions; index = days), annualised with
+    `periods_per_year`; None where undefined."""
     import quantstats as qs
 
     r = pd.Series(returns, dtype=float).dropna()
@@ -53,12 +55,12 @@ def performance(returns: pd.Series) -> dict:
         warnings.simplefilter("ignore")
         out = {
             "total_return": _float(qs.stats.comp(r)),
-            "cagr": _float(qs.stats.cagr(r, periods=PERIODS)),
-            "volatility": _float(qs.stats.volatility(r, periods=PERIODS)),
-            "sharpe": _float(qs.stats.sharpe(r, periods=PERIODS)),
-            "sortino": _float(qs.stats.sortino(r, periods=PERIODS)),
-            "calmar": _float(qs.stats.calmar(r, periods=PERIODS)),
-            "omega": _float(qs.stats.omega(r, periods=PERIODS)),
+            "cagr": _float(qs.stats.cagr(r, periods=periods_per_year)),
+            "volatility": _float(qs.stats.volatility(r, periods=periods_per_year)),
+            "sharpe": _float(qs.stats.sharpe(r, periods=periods_per_year)),
+            "sortino": _float(qs.stats.sortino(r, periods=periods_per_year)),
+            "calmar": _float(qs.stats.calmar(r, periods=periods_per_year)),
+            "omega": _float(qs.stats.omega(r, periods=periods_per_year)),
             "max_drawdown": _float(qs.stats.max_drawdown(r)),
             "var_95": _float(historical_var(r, CONFIDENCE)),
             "cvar_95": _float(qs.stats.conditional_value_at_risk(r, confidence=CONFIDENCE, method="historical")),
@@ -71,15 +73,11 @@ def performance(returns: pd.Series) -> dict:
 
 
 def historical_var(returns: pd.Series, confidence: float = CONFIDENCE) -> float:
-    """Historical 1-day VaR: the (1 − confidence) quantile of the daily returns (negative = loss)."""
+    """Historical 1-day VaR (a daily return, fraction): the (1 − confidence) quantile of the daily returns
+    (negative = loss)."""
     return float(pd.Series(returns, dtype=float).dropna().quantile(1.0 - confidence))
 
 
-def per_asset(returns: pd.DataFrame) -> dict[str, dict]:
-    """`performance` of each column."""
-    return {str(col): performance(returns[col]) for col in returns.columns}
-
-
-def equity_curve(returns: pd.Series) -> np.ndarray:
-    """Growth of 1 from compounding the daily returns (one value per return day)."""
-    return np.cumprod(1.0 + pd.Series(returns, dtype=float).to_numpy())
+def per_asset(returns: pd.DataFrame, periods_per_year: float) -> dict[str, dict]:
+    """`performance` of each column (daily simple returns as fractions, annualised with `periods_per_year`)."""
+    return {str(col): performance(returns[col], periods_per_year) for col in returns.columns}

@@ -19,6 +19,16 @@ Conventions (Deribit inverse options):
   (bounded in coin) but without limit in USD; a long put gains without limit in coin as S→0 (K/S − 1)
   but at most K USD. Both are reported honestly (`*_unbounded` flags).
 
+Which USD: premiums and payoffs in USD here are **spot-USD** (coin × the index). Deribit's published
+greeks (and `qortcli.quant.black76`'s USD greeks) are **forward-USD** (derivatives of V·F); `net_greeks`
+names both and converts through the coin greeks (`vega_spot_usd` = Σ vega_coin × index) where they are
+set beside premiums.
+
+Typed results: `strategy_metrics` returns `StrategyMetrics` with each extreme an `Extreme(value, at_usd,
+unbounded)` (value None when unbounded, never ±inf); `probability_of_profit` a `ProbabilityOfProfit`
+(value, reason: "ok", "expired" or "no_distribution", never a NaN without a reason); `net_greeks` a
+`NetGreeks`.
+
 Legs expiring after the evaluation date (the back leg of a calendar) carry `t_left_years > 0` and an
 implied vol `iv`; at the evaluation date they are valued with Black-76 on forward = S (zero rate, the
 forward of an expiring contract equals the index) and that vol held constant ("sticky strike").
@@ -29,12 +39,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-from scipy.stats import norm
 
 from qortcli.quant import black76
+from qortcli.quant.records import Record
 
 CALL, PUT, UNDERLYING = "call", "put", "underlying"
 
@@ -116,7 +126,7 @@ def net_premium_coin(legs: Sequence[Leg]) -> float:
 
 
 def net_premium_usd(legs: Sequence[Leg], index0_usd: float) -> float:
-    """Net premium converted to USD at the entry spot index."""
+    """Net premium (spot-USD) converted at the entry spot index `index0_usd` (USD)."""
     return net_premium_coin(legs) * float(index0_usd)
 
 
@@ -249,11 +259,43 @@ def _numeric_extremes(fn, grid, slope_at_zero_limit: float, slope_at_inf: float)
 
 # ---------------------------------------------------------------- public metrics
 
-def extremes_usd(legs: Sequence[Leg], index0_usd: float) -> dict:
-    """Max profit and max loss of the USD P/L at expiry over S in (0, ∞).
+@dataclass(frozen=True)
+class Extreme(Record):
+    """One extreme of a P/L at expiry: `value` (coin or USD; None when `unbounded`), `at_usd` the index
+    price where it is attained (USD; 0.0 for the limit S→0, inf for the limit S→∞), `unbounded`."""
 
-    Returns {"max_profit": {value, at_usd, unbounded}, "max_loss": {...}}; max_loss.value is the
-    minimum P/L (negative for a loss); an unbounded side has value ±inf and at_usd inf (S→∞) or 0 (S→0).
+    value: float | None
+    at_usd: float
+    unbounded: bool
+
+    @property
+    def limit(self) -> str | None:
+        """"S→0" / "S→∞" when the extreme is a limit rather than attained at a price, else None."""
+        if self.at_usd == 0.0:
+            return "S→0"
+        if np.isinf(self.at_usd):
+            return "S→∞"
+        return None
+
+
+@dataclass(frozen=True)
+class Extremes(Record):
+    """Max profit and max loss (the minimum P/L, negative for a loss) of one unit (coin or USD)."""
+
+    max_profit: Extreme
+    max_loss: Extreme
+
+
+def _as_extreme(d: dict) -> Extreme:
+    return Extreme(value=None if d["unbounded"] else float(d["value"]), at_usd=float(d["at_usd"]),
+                   unbounded=bool(d["unbounded"]))
+
+
+def extremes_usd(legs: Sequence[Leg], index0_usd: float) -> Extremes:
+    """Max profit and max loss of the USD P/L at expiry over S in (0, ∞) (USD).
+
+    max_loss.value is the minimum P/L (negative for a loss); an unbounded side has value None and at_usd
+    inf (S→∞) or 0 (S→0).
     """
     if _intrinsic_only(legs):
         knots, values, slope = _usd_linear_pieces(legs, index0_usd)
@@ -263,11 +305,11 @@ def extremes_usd(legs: Sequence[Leg], index0_usd: float) -> dict:
         slope_inf = float(np.sum(qty[(kind == CALL) | (kind == UNDERLYING)]))
         hi, lo = _numeric_extremes(lambda s: pnl_usd(legs, s, index0_usd), _numeric_grid(legs, index0_usd),
                                    0.0, slope_inf)
-    return {"max_profit": hi, "max_loss": lo}
+    return Extremes(_as_extreme(hi), _as_extreme(lo))
 
 
-def extremes_coin(legs: Sequence[Leg]) -> dict:
-    """Max profit and max loss of the coin P/L at expiry over S in (0, ∞) (see `extremes_usd`).
+def extremes_coin(legs: Sequence[Leg]) -> Extremes:
+    """Max profit and max loss of the coin P/L at expiry over S in (0, ∞) (coin; see `extremes_usd`).
 
     The S→∞ limit is finite in coin (calls tend to 1 coin): it is reported with at_usd = inf
     (approached, not attained). Puts make the coin P/L unbounded as S→0 (at_usd = 0).
@@ -285,7 +327,7 @@ def extremes_coin(legs: Sequence[Leg]) -> dict:
             hi = {"value": lim, "at_usd": float("inf"), "unbounded": False}
         if not lo["unbounded"] and lim < lo["value"]:
             lo = {"value": lim, "at_usd": float("inf"), "unbounded": False}
-    return {"max_profit": hi, "max_loss": lo}
+    return Extremes(_as_extreme(hi), _as_extreme(lo))
 
 
 def breakevens_usd(legs: Sequence[Leg], index0_usd: float) -> list[float]:
@@ -306,38 +348,81 @@ def breakevens_coin(legs: Sequence[Leg]) -> list[float]:
     return _numeric_roots(lambda s: pnl_coin(legs, s), _numeric_grid(legs, 1.0))
 
 
-def net_greeks(legs: Sequence[Leg], per_leg: Sequence[dict | None],
-               names: Iterable[str] = ("delta", "gamma", "vega", "theta", "delta_coin", "gamma_coin",
-                                       "vega_coin", "theta_coin")) -> dict:
-    """Σ side·size·greek per name over the legs; a greek missing on any option leg gives None.
+@dataclass(frozen=True)
+class NetGreeks(Record):
+    """Σ side·size·greek over the legs; None where a leg lacks what the greek needs.
 
-    The underlying contributes delta 1 (USD delta: d(USD value)/dS per coin) and 0 otherwise.
-    Units are those of the per-leg greeks (Deribit/Black-76 USD convention; `_coin` from the pricing step).
+    delta          forward delta (Deribit's N(d1) set), coin per coin; a held coin adds 1. With the
+                   forwards moving with the index it is also d(spot-USD value)/dS.
+    gamma_fwd_usd  Deribit's gamma, per USD of forward
+    vega_fwd_usd   Deribit's vega: forward-USD (d(V·F)/dσ) per vol point
+    theta_fwd_usd  forward-USD per day
+    delta_coin, gamma_coin, vega_coin, theta_coin   the coin premium's greeks (coin per USD, per USD²,
+                   per vol point, per day); a held coin adds 0
+    vega_spot_usd  vega_coin × index: spot-USD per vol point, the unit of premium_usd / mark_usd
+    theta_spot_usd theta_coin × index: spot-USD per day
     """
+
+    delta: float | None
+    gamma_fwd_usd: float | None
+    vega_fwd_usd: float | None
+    theta_fwd_usd: float | None
+    delta_coin: float | None
+    gamma_coin: float | None
+    vega_coin: float | None
+    theta_coin: float | None
+    vega_spot_usd: float | None
+    theta_spot_usd: float | None
+
+
+_FWD_NAMES = {"gamma_fwd_usd": "gamma", "vega_fwd_usd": "vega", "theta_fwd_usd": "theta"}
+
+
+def _leg_greek(leg: Leg, greeks: dict | None, name: str, forward_usd: float | None):
+    """One leg's greek `name` (per contract); coin vega/theta fall back to the forward-USD ones / F."""
+    if leg.option_type == UNDERLYING:
+        return 1.0 if name == "delta" else 0.0
+    greeks = greeks or {}
+    value = greeks.get(_FWD_NAMES.get(name, name))
+    if value is None and name in ("vega_coin", "theta_coin") and forward_usd:
+        usd = greeks.get(name.removesuffix("_coin"))
+        value = None if usd is None else float(usd) / float(forward_usd)
+    return value
+
+
+def net_greeks(legs: Sequence[Leg], per_leg: Sequence[dict | None], *, index_usd: float | None = None,
+               forwards_usd: Sequence[float | None] | None = None) -> NetGreeks:
+    """Net greeks of a position (units in `NetGreeks`): per-leg greeks (dicts with Deribit's forward-USD
+    names delta, gamma, vega, theta and the coin ones delta_coin, gamma_coin, vega_coin, theta_coin)
+    times side·size. `forwards_usd` (per leg, USD) turns a forward-USD vega/theta into coin when the coin
+    one is missing; `index_usd` (spot, USD) converts the coin vega and theta into spot-USD."""
+    forwards = list(forwards_usd) if forwards_usd is not None else [None] * len(legs)
     totals: dict = {}
-    for name in names:
+    for name in ("delta", "gamma_fwd_usd", "vega_fwd_usd", "theta_fwd_usd", "delta_coin", "gamma_coin",
+                 "vega_coin", "theta_coin"):
         total = 0.0
-        for leg, greeks in zip(legs, per_leg):
-            if leg.option_type == UNDERLYING:
-                value = 1.0 if name == "delta" else 0.0
-            else:
-                value = (greeks or {}).get(name)
+        for leg, greeks, fwd in zip(legs, per_leg, forwards):
+            value = _leg_greek(leg, greeks, name, fwd)
             if value is None:
                 total = None
                 break
             total += leg.side * leg.size * float(value)
         totals[name] = total
-    return totals
+    for name, coin in (("vega_spot_usd", "vega_coin"), ("theta_spot_usd", "theta_coin")):
+        totals[name] = None if totals[coin] is None or index_usd is None else totals[coin] * float(index_usd)
+    return NetGreeks(**totals)
 
 
 # ---------------------------------------------------------------- probability of profit
 
 def rn_cdf(strikes_usd, forward_usd: float, t_years: float, vol_fn: Callable[[np.ndarray], np.ndarray],
-           rel_step: float = 1e-4) -> np.ndarray:
-    """Risk-neutral P(S_T ≤ K) from a smile σ(K) (vols as fractions), zero rate (Deribit's forwards).
+           dvol_dk_fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Risk-neutral P(S_T ≤ K) (probability) from a smile: `vol_fn(K)` the vols (fractions) at strikes K
+    (USD) and `dvol_dk_fn(K)` its analytic slope dσ/d ln K; zero rate (Deribit's forwards).
 
-    Digital: P(S_T > K) = −dC/dK = N(d2) − F·φ(d1)·√T·σ'(K) (Black-76 undiscounted, σ'(K) by a central
-    difference), so the CDF is 1 − that, clipped to [0, 1]. K ≤ 0 → 0.
+    1 − the skew-aware digital of `qortcli.quant.black76.prob_above` with w = σ²T and ∂w/∂k = 2σT dσ/dk
+    (P(S_T > K) = −dC/dK = N(d2) − φ(d2)·√T·dσ/dk), clipped to [0, 1]; K ≤ 0 → 0; NaN where the smile
+    gives no vol.
     """
     k = np.atleast_1d(np.asarray(strikes_usd, dtype=float))
     out = np.zeros_like(k)
@@ -345,33 +430,48 @@ def rn_cdf(strikes_usd, forward_usd: float, t_years: float, vol_fn: Callable[[np
     if not ok.any():
         return out
     kk = k[ok]
-    h = kk * rel_step
     sigma = np.asarray(vol_fn(kk), dtype=float)
-    dsig = (np.asarray(vol_fn(kk + h), dtype=float) - np.asarray(vol_fn(kk - h), dtype=float)) / (2 * h)
-    sq = np.sqrt(t_years)
-    d1 = (np.log(forward_usd / kk) + 0.5 * sigma ** 2 * t_years) / (sigma * sq)
-    d2 = d1 - sigma * sq
-    digital = norm.cdf(d2) - forward_usd * norm.pdf(d1) * sq * dsig
-    out[ok] = np.clip(1.0 - digital, 0.0, 1.0)
+    slope = np.asarray(dvol_dk_fn(kk), dtype=float)
+    t = max(float(t_years), 0.0)
+    w = sigma * sigma * t
+    above = black76.prob_above(np.log(kk / forward_usd), w, 2.0 * sigma * t * slope)
+    out[ok] = 1.0 - np.asarray(above)
     return out
+
+
+POP_OK, POP_EXPIRED, POP_NO_DISTRIBUTION = "ok", "expired", "no_distribution"
+
+
+@dataclass(frozen=True)
+class ProbabilityOfProfit(Record):
+    """Risk-neutral probability (0..1) that the USD P/L at expiry is > 0, and why it may be NaN:
+    `reason` "ok", "expired" (t_years ≤ 0: nothing left to price) or "no_distribution" (the CDF gave no
+    value at a breakeven, e.g. no usable vol there)."""
+
+    value: float
+    reason: str
 
 
 def probability_of_profit(legs: Sequence[Leg], index0_usd: float, forward_usd: float, t_years: float,
                           vol_fn: Callable[[np.ndarray], np.ndarray] | None = None,
-                          cdf_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
-    """Risk-neutral probability that the USD P/L at expiry is > 0.
+                          cdf_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+                          dvol_dk_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> ProbabilityOfProfit:
+    """Risk-neutral probability that the USD P/L at expiry is > 0 (`ProbabilityOfProfit`).
 
-    The USD P/L's breakevens split (0, ∞) into intervals of constant sign; the sign of each is read at
-    its midpoint (or 2× its start for the last), and POP = Σ over positive intervals of CDF(b) − CDF(a)
-    with the CDF `cdf_fn(K) = P(S_T ≤ K)` if given, else `rn_cdf` of the smile `vol_fn`.
+    The USD P/L's breakevens (USD) split (0, ∞) into intervals of constant sign; the sign of each is read
+    at its midpoint (or 2× its start for the last), and POP = Σ over positive intervals of CDF(b) − CDF(a)
+    with the CDF `cdf_fn(K) = P(S_T ≤ K)` if given, else `rn_cdf` of the smile `vol_fn` with its slope
+    `dvol_dk_fn` (both needed: pass a zero slope for a flat smile). `t_years` in years.
     """
     if cdf_fn is None:
-        if vol_fn is None:
-            raise ValueError("probability_of_profit needs vol_fn or cdf_fn")
+        if vol_fn is None or dvol_dk_fn is None:
+            raise ValueError("probability_of_profit needs cdf_fn, or vol_fn with its slope dvol_dk_fn")
 
         def cdf_fn(k):
-            return rn_cdf(k, forward_usd, t_years, vol_fn)
+            return rn_cdf(k, forward_usd, t_years, vol_fn, dvol_dk_fn)
 
+    if not (t_years > 0):
+        return ProbabilityOfProfit(float("nan"), POP_EXPIRED)
     edges = [0.0] + breakevens_usd(legs, index0_usd) + [float("inf")]
     pop = 0.0
     for a, b in zip(edges[:-1], edges[1:]):
@@ -382,41 +482,67 @@ def probability_of_profit(legs: Sequence[Leg], index0_usd: float, forward_usd: f
             cdf_b = 1.0 if not np.isfinite(b) else float(np.atleast_1d(cdf_fn(np.array([b])))[0])
             cdf_a = 0.0 if a == 0.0 else float(np.atleast_1d(cdf_fn(np.array([a])))[0])
             pop += cdf_b - cdf_a
-    return float(min(max(pop, 0.0), 1.0))
+    if not np.isfinite(pop):
+        return ProbabilityOfProfit(float("nan"), POP_NO_DISTRIBUTION)
+    return ProbabilityOfProfit(float(min(max(pop, 0.0), 1.0)), POP_OK)
 
 
 def payoff_grid(legs: Sequence[Leg], index0_usd: float, forward_usd: float, lo: float = 0.5, hi: float = 1.5,
                 n: int = 201) -> dict:
-    """P/L at expiry on n index prices from lo·F to hi·F: {"s_usd", "pnl_coin", "pnl_usd", "payoff_coin",
-    "payoff_usd"} as lists (for plotting)."""
+    """P/L at expiry on n index prices (USD) from lo·F to hi·F: {"s_usd", "pnl_coin", "pnl_usd", "payoff_coin",
+    "payoff_usd"} as lists (coin and spot-USD, for plotting)."""
     s = np.linspace(lo * forward_usd, hi * forward_usd, n)
     return {"s_usd": s.tolist(), "payoff_coin": payoff_coin(legs, s).tolist(),
             "payoff_usd": payoff_usd(legs, s).tolist(), "pnl_coin": pnl_coin(legs, s).tolist(),
             "pnl_usd": pnl_usd(legs, s, index0_usd).tolist()}
 
 
-def strategy_metrics(legs: Sequence[Leg], index0_usd: float) -> dict:
+@dataclass(frozen=True)
+class StrategyMetrics(Record):
+    """Premium, extremes and breakevens of a strategy at expiry.
+
+    net_premium_coin (coin; > 0 debit) and net_premium_usd (spot-USD at the entry index) include a held
+    coin bought at 1 coin; option_premium_* count the option legs only. max_profit_/max_loss_ usd/coin are
+    `Extreme`s; breakevens_usd / breakevens_coin are index prices (USD) where the USD / coin P/L is zero.
+    `to_document()` gives the stored flat fields (`max_profit_usd`, `_unbounded`, `_at` — None for S→∞).
+    """
+
+    net_premium_coin: float
+    net_premium_usd: float
+    option_premium_coin: float
+    option_premium_usd: float
+    max_profit_usd: Extreme
+    max_loss_usd: Extreme
+    max_profit_coin: Extreme
+    max_loss_coin: Extreme
+    breakevens_usd: tuple
+    breakevens_coin: tuple
+
+    def to_document(self) -> dict:
+        """The flat stored fields (docs/CONTRACTS.md "strategy_suggestions" metrics)."""
+        out = {k: getattr(self, k) for k in ("net_premium_coin", "net_premium_usd", "option_premium_coin",
+                                             "option_premium_usd")}
+        for name in ("max_profit_usd", "max_loss_usd", "max_profit_coin", "max_loss_coin"):
+            e: Extreme = getattr(self, name)
+            out[name] = e.value
+            out[f"{name}_unbounded"] = e.unbounded
+            out[f"{name}_at"] = None if np.isinf(e.at_usd) else e.at_usd
+        out["breakevens_usd"] = list(self.breakevens_usd)
+        out["breakevens_coin"] = list(self.breakevens_coin)
+        return out
+
+
+def strategy_metrics(legs: Sequence[Leg], index0_usd: float) -> StrategyMetrics:
     """Premium, max P/L (coin and USD) and breakevens (coin and USD) of a strategy at expiry.
 
     `net_premium_*` includes a held coin bought at 1 coin (index USD); `option_premium_*` counts the
-    option legs only (what a holder actually pays or receives).
+    option legs only (what a holder actually pays or receives). `index0_usd` is the entry spot index.
     """
     ex_usd, ex_coin = extremes_usd(legs, index0_usd), extremes_coin(legs)
     options = [leg for leg in legs if leg.option_type != UNDERLYING]
-    return {
-        "net_premium_coin": net_premium_coin(legs),
-        "net_premium_usd": net_premium_usd(legs, index0_usd),
-        "option_premium_coin": net_premium_coin(options),
-        "option_premium_usd": net_premium_usd(options, index0_usd),
-        "max_profit_usd": ex_usd["max_profit"]["value"], "max_profit_usd_unbounded": ex_usd["max_profit"]["unbounded"],
-        "max_profit_usd_at": ex_usd["max_profit"]["at_usd"],
-        "max_loss_usd": ex_usd["max_loss"]["value"], "max_loss_usd_unbounded": ex_usd["max_loss"]["unbounded"],
-        "max_loss_usd_at": ex_usd["max_loss"]["at_usd"],
-        "max_profit_coin": ex_coin["max_profit"]["value"],
-        "max_profit_coin_unbounded": ex_coin["max_profit"]["unbounded"],
-        "max_profit_coin_at": ex_coin["max_profit"]["at_usd"],
-        "max_loss_coin": ex_coin["max_loss"]["value"], "max_loss_coin_unbounded": ex_coin["max_loss"]["unbounded"],
-        "max_loss_coin_at": ex_coin["max_loss"]["at_usd"],
-        "breakevens_usd": breakevens_usd(legs, index0_usd),
-        "breakevens_coin": breakevens_coin(legs),
-    }
+    return StrategyMetrics(
+        net_premium_coin=net_premium_coin(legs), net_premium_usd=net_premium_usd(legs, index0_usd),
+        option_premium_coin=net_premium_coin(options), option_premium_usd=net_premium_usd(options, index0_usd),
+        max_profit_usd=ex_usd.max_profit, max_loss_usd=ex_usd.max_loss,
+        max_profit_coin=ex_coin.max_profit, max_loss_coin=ex_coin.max_loss,
+        breakevens_usd=tuple(breakevens_usd(legs, index0_usd)), breakevens_coin=tuple(breakevens_coin(legs)))

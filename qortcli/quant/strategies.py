@@ -1,27 +1,36 @@
-"""Rule-based option strategies: rules on the market regime, strategy templates, legs by delta target.
+"""Rule-based option strategies: rules on the market regime, a registry of strategy templates, legs by delta.
 
-Pure pandas/numpy, no I/O. Payoff maths lives in `qortcli.quant.payoff`, regime measures in
-`qortcli.quant.regime`. Every threshold and delta target comes from the `cfg` dict (the `[suggest]`
+Pure pandas/numpy, no I/O. Payoff maths lives in `qortcli.quant.payoff`, smile statistics in
+`qortcli.quant.smile`. Every threshold and delta target comes from the `cfg` dict (the `[suggest]`
 section of settings.toml), never from code.
+
+The registry (`REGISTRY`, names in `STRATEGIES`) holds one `StrategyTemplate` per strategy: its name, its
+leg builder, whether it needs a second expiry (a calendar trades the chosen expiry against an earlier
+"front" one; its legs are built on the earlier expiry's chain with the chosen one as `back_chain`), the
+rules that select it, and an optional note for the reasoning. Adding a strategy is one template here (and
+its tests); the rules, the ranking, the step and the CLI read the registry.
 
 A chain is a DataFrame of one expiry with columns: symbol, option_type ("call"/"put"), strike (USD),
 expiry (UTC datetime), t_years, delta (forward delta, calls 0..1, puts −1..0), bid_coin, ask_coin,
 mark_coin (coin per contract, NaN when absent), iv (fraction), forward_usd, index_usd, and optionally
 greeks (dict per row).
+
+The regime the rules read (keys; vols as fractions, each saying its source): atm_iv_marks (constant-
+maturity ATM IV at `iv_tenor_days` from the marks), atm_iv_marks_percentile, iv_history_n, rv_30d,
+rv_age_days, term_front_atm_iv_marks, term_back_atm_iv_marks, rr25_marks (the chosen expiry's 25Δ risk
+reversal from the marks).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from qortcli.quant.payoff import CALL, PUT, UNDERLYING, Leg
-
-STRATEGIES = ("short_strangle", "iron_condor", "long_straddle", "long_strangle", "calendar_spread",
-              "bull_call_spread", "bear_put_spread", "risk_reversal", "covered_call", "protective_put")
 
 
 class LegError(ValueError):
@@ -54,71 +63,80 @@ def _finite(x) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def selected_by(rule: str) -> tuple[str, ...]:
+    """The strategy names (registry order) whose templates list `rule` among the rules that select them."""
+    return tuple(name for name, t in REGISTRY.items() if rule in t.rules)
+
+
 def evaluate_rules(regime: dict, cfg: dict) -> list[Rule]:
-    """Evaluate every rule on `regime` (keys: iv_atm_30d, iv_percentile, iv_history_n, rv_30d, rv_age_days,
-    term_front_iv, term_back_iv, rr25) with thresholds from `cfg`.
+    """Evaluate every rule on `regime` (keys: atm_iv_marks, atm_iv_marks_percentile, iv_history_n, rv_30d,
+    rv_age_days, term_front_atm_iv_marks, term_back_atm_iv_marks, rr25_marks; vols and their differences as
+    fractions, the percentile a fraction 0..1, ages in days) with thresholds from `cfg` in the same units;
+    the strategies a rule selects come from the registry (`selected_by`).
 
     `strength` is the exceedance past the threshold divided by the rule's ranking scale (> 0 when fired).
     A rule whose input is missing, too short (percentile) or stale (realised vol) is not evaluated.
     """
     rules: list[Rule] = []
-    iv = regime.get("iv_atm_30d")
+    iv = regime.get("atm_iv_marks")
+    tenor = f"{float(cfg.get('iv_tenor_days', 30)):g}d"
     scale = cfg.get("rank_scale", {})
 
-    def level(name, desc, value, key, op, strategies, inputs, ok=True, note=""):
+    def level(name, desc, value, key, op, inputs, ok=True, note=""):
         thr = cfg[key]
         evaluated = ok and _finite(value)
         fired = bool(evaluated and (value > thr if op == ">" else value < thr if op == "<"
                                     else value >= thr if op == ">=" else value <= thr))
         strength = abs(value - thr) / float(scale.get(name, 1.0)) if fired else 0.0
-        rules.append(Rule(name, desc, inputs, {key: thr}, evaluated, fired, strength, tuple(strategies), note))
+        rules.append(Rule(name, desc, inputs, {key: thr}, evaluated, fired, strength, selected_by(name), note))
 
-    level("iv_above_high", "original rule: 30d ATM IV above iv_high → short strangle", iv, "iv_high", ">",
-          ["short_strangle"], {"iv_atm_30d": iv})
-    level("iv_below_low", "original rule: 30d ATM IV below iv_low → long straddle", iv, "iv_low", "<",
-          ["long_straddle"], {"iv_atm_30d": iv})
+    level("iv_above_high", f"original rule: {tenor} ATM IV (marks) above iv_high → short strangle", iv, "iv_high",
+          ">", {"atm_iv_marks": iv})
+    level("iv_below_low", f"original rule: {tenor} ATM IV (marks) below iv_low → long straddle", iv, "iv_low",
+          "<", {"atm_iv_marks": iv})
 
-    pct, n_hist = regime.get("iv_percentile"), regime.get("iv_history_n") or 0
+    pct, n_hist = regime.get("atm_iv_marks_percentile"), regime.get("iv_history_n") or 0
     enough = n_hist >= int(cfg["min_history"])
     note = "" if enough else f"only {n_hist} stored points (< min_history {cfg['min_history']})"
-    hist_inputs = {"iv_atm_30d": iv, "iv_percentile": pct, "history_points": n_hist,
+    hist_inputs = {"atm_iv_marks": iv, "atm_iv_marks_percentile": pct, "history_points": n_hist,
                    "history_from": regime.get("iv_history_from"), "history_to": regime.get("iv_history_to")}
-    level("iv_rich_percentile", "30d ATM IV percentile over stored history at or above iv_pct_high (rich IV)",
-          pct, "iv_pct_high", ">=", ["short_strangle", "iron_condor", "covered_call"], hist_inputs, enough, note)
-    level("iv_cheap_percentile", "30d ATM IV percentile over stored history at or below iv_pct_low (cheap IV)",
-          pct, "iv_pct_low", "<=", ["long_straddle", "long_strangle", "protective_put"], hist_inputs, enough, note)
+    level("iv_rich_percentile", f"{tenor} ATM IV (marks) percentile over stored history at or above iv_pct_high "
+          "(rich IV)", pct, "iv_pct_high", ">=", hist_inputs, enough, note)
+    level("iv_cheap_percentile", f"{tenor} ATM IV (marks) percentile over stored history at or below iv_pct_low "
+          "(cheap IV)", pct, "iv_pct_low", "<=", hist_inputs, enough, note)
 
     rv, age = regime.get("rv_30d"), regime.get("rv_age_days")
     spread = iv - rv if _finite(iv) and _finite(rv) else None
     fresh = _finite(age) and age <= float(cfg["rv_max_age_days"])
     note = "" if fresh else (f"realised-vol window ends {age:.0f} days before the snapshot (> rv_max_age_days "
                              f"{cfg['rv_max_age_days']}): stale, not used" if _finite(age) else "no price history")
-    rv_inputs = {"iv_atm_30d": iv, "rv_30d": rv, "iv_minus_rv": spread, "rv_window_start": regime.get("rv_start"),
+    rv_inputs = {"atm_iv_marks": iv, "rv_30d": rv, "iv_minus_rv": spread, "rv_window_start": regime.get("rv_start"),
                  "rv_window_end": regime.get("rv_end"), "rv_age_days": age}
-    level("iv_over_rv", "30d ATM IV minus 30d realised vol at or above iv_rv_rich (IV rich vs RV)", spread,
-          "iv_rv_rich", ">=", ["short_strangle", "iron_condor", "covered_call"], rv_inputs, fresh, note)
-    level("iv_under_rv", "30d ATM IV minus 30d realised vol at or below iv_rv_cheap (IV cheap vs RV)", spread,
-          "iv_rv_cheap", "<=", ["long_straddle", "long_strangle", "protective_put"], rv_inputs, fresh, note)
+    level("iv_over_rv", f"{tenor} ATM IV (marks) minus 30d realised vol at or above iv_rv_rich (IV rich vs RV)",
+          spread, "iv_rv_rich", ">=", rv_inputs, fresh, note)
+    level("iv_under_rv", f"{tenor} ATM IV (marks) minus 30d realised vol at or below iv_rv_cheap (IV cheap vs RV)",
+          spread, "iv_rv_cheap", "<=", rv_inputs, fresh, note)
 
-    front, back = regime.get("term_front_iv"), regime.get("term_back_iv")
+    front, back = regime.get("term_front_atm_iv_marks"), regime.get("term_back_atm_iv_marks")
     inversion = front - back if _finite(front) and _finite(back) else None
-    level("term_inverted", "front ATM IV above back ATM IV by term_inverted or more (backwardation) → calendar",
-          inversion, "term_inverted", ">=", ["calendar_spread"],
-          {"term_front_iv": front, "term_back_iv": back, "front_minus_back": inversion,
+    level("term_inverted", "front ATM IV above back ATM IV (marks) by term_inverted or more (backwardation) → "
+          "calendar", inversion, "term_inverted", ">=",
+          {"term_front_atm_iv_marks": front, "term_back_atm_iv_marks": back, "front_minus_back": inversion,
            "front_days": regime.get("term_front_days"), "back_days": regime.get("term_back_days")})
 
-    rr = regime.get("rr25")
-    rr_inputs = {"rr25": rr, "expiry": regime.get("skew_expiry"), "call25_iv": regime.get("call25_iv"),
-                 "put25_iv": regime.get("put25_iv")}
-    level("put_skew", "25Δ risk reversal at or below −rr25_strong (puts rich): sell the put wing",
-          -rr if _finite(rr) else None, "rr25_strong", ">=", ["bear_put_spread", "risk_reversal"], rr_inputs)
-    level("call_skew", "25Δ risk reversal at or above rr25_strong (calls rich): sell the call wing",
-          rr, "rr25_strong", ">=", ["bull_call_spread", "risk_reversal"], rr_inputs)
+    rr = regime.get("rr25_marks")
+    rr_inputs = {"rr25_marks": rr, "expiry": regime.get("skew_expiry"), "call25_iv_marks": regime.get("call25_iv_marks"),
+                 "put25_iv_marks": regime.get("put25_iv_marks")}
+    level("put_skew", "25Δ risk reversal (marks) at or below −rr25_strong (puts rich): sell the put wing",
+          -rr if _finite(rr) else None, "rr25_strong", ">=", rr_inputs)
+    level("call_skew", "25Δ risk reversal (marks) at or above rr25_strong (calls rich): sell the call wing",
+          rr, "rr25_strong", ">=", rr_inputs)
     return rules
 
 
 def rank_strategies(rules: list[Rule], top: int, requested: list[str] | None = None) -> list[dict]:
-    """Strategies whose rules fired, by total strength (desc), at most `top`; `requested` ones are added
+    """Strategies whose rules fired, by total strength (desc; dimensionless: exceedance / rank scale), at most
+    `top`; `requested` ones are added
     (after the fired ones, even if no rule fired) in the given order."""
     scores: dict[str, float] = {}
     why: dict[str, list[str]] = {}
@@ -130,17 +148,177 @@ def rank_strategies(rules: list[Rule], top: int, requested: list[str] | None = N
     ranked = sorted(scores, key=lambda s: (-scores[s], STRATEGIES.index(s)))[:max(top, 0)]
     out = [{"strategy": s, "score": scores[s], "rules": why[s], "requested": False} for s in ranked]
     for s in requested or []:
-        if s not in STRATEGIES:
-            raise ValueError(f"unknown strategy {s!r}; choose from {', '.join(STRATEGIES)}")
+        check_strategy(s)
         if s not in ranked:
             out.append({"strategy": s, "score": scores.get(s, 0.0), "rules": why.get(s, []), "requested": True})
     return out
 
 
 def skew_direction(rules: list[Rule], regime: dict) -> str:
-    """'put' if puts are rich (RR25 < 0), else 'call': the wing a risk reversal sells."""
-    rr = regime.get("rr25")
+    """'put' if puts are rich (RR25 from the marks, a vol difference as a fraction, < 0), else 'call': the
+    wing a risk reversal sells."""
+    rr = regime.get("rr25_marks")
     return "put" if not _finite(rr) or rr < 0 else "call"
+
+
+# -------------------------------------------------------------------------------------------- templates
+
+@dataclass(frozen=True)
+class LegRequest:
+    """What a leg builder gets: the chain of the (earliest) expiry traded, the settings, the currency, the
+    richer wing ("put"/"call", from the marks' RR25) and, for a two-expiry strategy, the later expiry's chain."""
+
+    chain: pd.DataFrame
+    cfg: dict
+    currency: str
+    skew: str = "put"
+    back_chain: pd.DataFrame | None = None
+
+    @property
+    def size(self) -> float:
+        return float(self.cfg["size"])
+
+    @property
+    def forward_usd(self) -> float:
+        return float(self.chain["forward_usd"].median())
+
+    @property
+    def index_usd(self) -> float:
+        return float(self.chain["index_usd"].median())
+
+
+@dataclass(frozen=True)
+class StrategyTemplate:
+    """One strategy: `build(request) -> [leg records]`, `needs_second_expiry` (built on an earlier front
+    expiry with the chosen one as `back_chain`), the `rules` (names in `evaluate_rules`) that select it,
+    and `note(skew) -> str | None` (a line for the reasoning, e.g. which wing a risk reversal sells)."""
+
+    name: str
+    description: str
+    build: Callable[[LegRequest], list[dict]]
+    rules: tuple[str, ...]
+    needs_second_expiry: bool = False
+    note: Callable[[str], str | None] | None = None
+
+
+BUY, SELL = 1, -1
+
+
+def _strangle(r: LegRequest, side: int) -> list[dict]:
+    """The delta_short call and put (the put below the call), both bought (side +1) or sold (−1)."""
+    d = float(r.cfg["delta_short"])
+    c = pick_by_delta(r.chain, CALL, d, side)
+    p = pick_by_delta(r.chain, PUT, -d, side, lambda k: k < c["strike"])
+    return [leg_record(c, side, r.size, f"{d:.2f}Δ call"), leg_record(p, side, r.size, f"-{d:.2f}Δ put")]
+
+
+def _short_strangle(r: LegRequest) -> list[dict]:
+    return _strangle(r, SELL)
+
+
+def _iron_condor(r: LegRequest) -> list[dict]:
+    d, dw = float(r.cfg["delta_short"]), float(r.cfg["delta_wing"])
+    c = pick_by_delta(r.chain, CALL, d, SELL)
+    p = pick_by_delta(r.chain, PUT, -d, SELL, lambda k: k < c["strike"])
+    cw = pick_by_delta(r.chain, CALL, dw, BUY, lambda k: k > c["strike"])
+    pw = pick_by_delta(r.chain, PUT, -dw, BUY, lambda k: k < p["strike"])
+    return [leg_record(pw, BUY, r.size, f"-{dw:.2f}Δ put wing"), leg_record(p, SELL, r.size, f"-{d:.2f}Δ put"),
+            leg_record(c, SELL, r.size, f"{d:.2f}Δ call"), leg_record(cw, BUY, r.size, f"{dw:.2f}Δ call wing")]
+
+
+def _long_straddle(r: LegRequest) -> list[dict]:
+    k = pick_atm(r.chain, (CALL, PUT), BUY, r.forward_usd)
+    return [leg_record(_row(r.chain, CALL, k), BUY, r.size, "ATM call"),
+            leg_record(_row(r.chain, PUT, k), BUY, r.size, "ATM put")]
+
+
+def _long_strangle(r: LegRequest) -> list[dict]:
+    return _strangle(r, BUY)
+
+
+def _calendar_spread(r: LegRequest) -> list[dict]:
+    if r.back_chain is None or r.back_chain.empty:
+        raise LegError("calendar needs a back expiry")
+    k = pick_atm(r.chain, (CALL,), SELL, r.forward_usd, r.back_chain, BUY)
+    return [leg_record(_row(r.chain, CALL, k), SELL, r.size, "front ATM call"),
+            leg_record(_row(r.back_chain, CALL, k), BUY, r.size, "back ATM call")]
+
+
+def _bull_call_spread(r: LegRequest) -> list[dict]:
+    d, dl = float(r.cfg["delta_short"]), float(r.cfg["delta_spread_long"])
+    lo = pick_by_delta(r.chain, CALL, dl, BUY)
+    hi = pick_by_delta(r.chain, CALL, d, SELL, lambda k: k > lo["strike"])
+    return [leg_record(lo, BUY, r.size, f"{dl:.2f}Δ call"), leg_record(hi, SELL, r.size, f"{d:.2f}Δ call")]
+
+
+def _bear_put_spread(r: LegRequest) -> list[dict]:
+    d, dl = float(r.cfg["delta_short"]), float(r.cfg["delta_spread_long"])
+    hi = pick_by_delta(r.chain, PUT, -dl, BUY)
+    lo = pick_by_delta(r.chain, PUT, -d, SELL, lambda k: k < hi["strike"])
+    return [leg_record(hi, BUY, r.size, f"-{dl:.2f}Δ put"), leg_record(lo, SELL, r.size, f"-{d:.2f}Δ put")]
+
+
+def _risk_reversal(r: LegRequest) -> list[dict]:
+    d = float(r.cfg["delta_short"])
+    if r.skew == "put":  # puts rich: sell the put wing, buy the call wing
+        p = pick_by_delta(r.chain, PUT, -d, SELL)
+        c = pick_by_delta(r.chain, CALL, d, BUY, lambda k: k > p["strike"])
+        return [leg_record(p, SELL, r.size, f"-{d:.2f}Δ put"), leg_record(c, BUY, r.size, f"{d:.2f}Δ call")]
+    c = pick_by_delta(r.chain, CALL, d, SELL)
+    p = pick_by_delta(r.chain, PUT, -d, BUY, lambda k: k < c["strike"])
+    return [leg_record(c, SELL, r.size, f"{d:.2f}Δ call"), leg_record(p, BUY, r.size, f"-{d:.2f}Δ put")]
+
+
+def _covered_call(r: LegRequest) -> list[dict]:
+    d, hold = float(r.cfg["delta_short"]), float(r.cfg["holding_coin"])
+    c = pick_by_delta(r.chain, CALL, d, SELL)
+    return [holding_record(r.currency, hold, r.index_usd), leg_record(c, SELL, hold, f"{d:.2f}Δ call")]
+
+
+def _protective_put(r: LegRequest) -> list[dict]:
+    d, hold = float(r.cfg["delta_short"]), float(r.cfg["holding_coin"])
+    p = pick_by_delta(r.chain, PUT, -d, BUY)
+    return [holding_record(r.currency, hold, r.index_usd), leg_record(p, BUY, hold, f"-{d:.2f}Δ put")]
+
+
+_RICH = ("iv_rich_percentile", "iv_over_rv")
+_CHEAP = ("iv_cheap_percentile", "iv_under_rv")
+
+REGISTRY: dict[str, StrategyTemplate] = {t.name: t for t in (
+    StrategyTemplate("short_strangle", "sell the delta_short call and put", _short_strangle,
+                     ("iv_above_high", *_RICH)),
+    StrategyTemplate("iron_condor", "short strangle with delta_wing wings bought", _iron_condor, _RICH),
+    StrategyTemplate("long_straddle", "buy the ATM call and put", _long_straddle, ("iv_below_low", *_CHEAP)),
+    StrategyTemplate("long_strangle", "buy the delta_short call and put", _long_strangle, _CHEAP),
+    StrategyTemplate("calendar_spread", "sell the front ATM call, buy the same strike in the chosen expiry",
+                     _calendar_spread, ("term_inverted",), needs_second_expiry=True),
+    StrategyTemplate("bull_call_spread", "buy the delta_spread_long call, sell the delta_short call",
+                     _bull_call_spread, ("call_skew",)),
+    StrategyTemplate("bear_put_spread", "buy the delta_spread_long put, sell the delta_short put",
+                     _bear_put_spread, ("put_skew",)),
+    StrategyTemplate("risk_reversal", "sell the richer 25Δ wing, buy the other", _risk_reversal,
+                     ("put_skew", "call_skew"),
+                     note=lambda skew: f"direction: sell the {skew} wing (the richer one), buy the other"),
+    StrategyTemplate("covered_call", "hold holding_coin, sell the delta_short call", _covered_call, _RICH),
+    StrategyTemplate("protective_put", "hold holding_coin, buy the delta_short put", _protective_put, _CHEAP),
+)}
+STRATEGIES = tuple(REGISTRY)
+
+
+def check_strategy(name: str) -> StrategyTemplate:
+    """The template of `name` (a registry name); ValueError listing the registry otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}") from None
+
+
+def build_legs(strategy: str, chain: pd.DataFrame, cfg: dict, currency: str, skew: str = "put",
+               back_chain: pd.DataFrame | None = None) -> list[dict]:
+    """Concrete legs of `strategy` on `chain` (one expiry) by the delta targets in `cfg` (the registry's
+    builder). Sells only where there is a bid, buys only where there is an ask (LegError otherwise); a
+    two-expiry strategy is built on the earlier `chain` with the later one as `back_chain`."""
+    return check_strategy(strategy).build(LegRequest(chain, cfg, currency, skew, back_chain))
 
 
 # -------------------------------------------------------------------------------------------- legs
@@ -154,7 +332,7 @@ def _usable(chain: pd.DataFrame, side: int) -> pd.DataFrame:
 
 def pick_by_delta(chain: pd.DataFrame, option_type: str, target_delta: float, side: int,
                   strike_filter=None) -> pd.Series:
-    """The tradable option of `option_type` whose forward delta is nearest `target_delta`
+    """The tradable option of `option_type` whose forward delta (dimensionless) is nearest `target_delta`
     (calls > 0, puts < 0), optionally restricted by `strike_filter(strikes) -> bool mask`."""
     rows = _usable(chain[chain["option_type"] == option_type], side)
     rows = rows[rows["delta"].notna()]
@@ -168,7 +346,8 @@ def pick_by_delta(chain: pd.DataFrame, option_type: str, target_delta: float, si
 
 def pick_atm(chain: pd.DataFrame, option_types: tuple, side: int, forward_usd: float,
              other: pd.DataFrame | None = None, other_side: int | None = None) -> float:
-    """The strike nearest the forward at which every type in `option_types` is tradable on `side`
+    """The strike (USD) nearest the forward (USD, in log-moneyness) at which every type in `option_types` is
+    tradable on `side`
     (and, for a calendar, also tradable in `other` on `other_side`)."""
     strikes = None
     for ot in option_types:
@@ -216,70 +395,6 @@ def holding_record(currency: str, size: float, index_usd: float) -> dict:
             "iv": None, "delta": 1.0, "target": "holding", "forward_usd": None, "t_years": None,
             "index_usd": float(index_usd),
             "greeks": {"delta": 1.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0}}
-
-
-def build_legs(strategy: str, chain: pd.DataFrame, cfg: dict, currency: str, skew: str = "put",
-               back_chain: pd.DataFrame | None = None) -> list[dict]:
-    """Concrete legs of `strategy` on `chain` (one expiry) by the delta targets in `cfg`.
-
-    Sells only where there is a bid, buys only where there is an ask (LegError otherwise). The calendar
-    sells the ATM call of `chain` (front) and buys the same strike in `back_chain`.
-    """
-    size = float(cfg["size"])
-    d_short, d_wing, d_long = float(cfg["delta_short"]), float(cfg["delta_wing"]), float(cfg["delta_spread_long"])
-    forward = float(chain["forward_usd"].median())
-    index = float(chain["index_usd"].median())
-    buy, sell = 1, -1
-
-    if strategy == "short_strangle":
-        c = pick_by_delta(chain, CALL, d_short, sell)
-        p = pick_by_delta(chain, PUT, -d_short, sell, lambda k: k < c["strike"])
-        return [leg_record(c, sell, size, f"{d_short:.2f}Δ call"), leg_record(p, sell, size, f"-{d_short:.2f}Δ put")]
-    if strategy == "iron_condor":
-        c = pick_by_delta(chain, CALL, d_short, sell)
-        p = pick_by_delta(chain, PUT, -d_short, sell, lambda k: k < c["strike"])
-        cw = pick_by_delta(chain, CALL, d_wing, buy, lambda k: k > c["strike"])
-        pw = pick_by_delta(chain, PUT, -d_wing, buy, lambda k: k < p["strike"])
-        return [leg_record(pw, buy, size, f"-{d_wing:.2f}Δ put wing"), leg_record(p, sell, size, f"-{d_short:.2f}Δ put"),
-                leg_record(c, sell, size, f"{d_short:.2f}Δ call"), leg_record(cw, buy, size, f"{d_wing:.2f}Δ call wing")]
-    if strategy == "long_straddle":
-        k = pick_atm(chain, (CALL, PUT), buy, forward)
-        return [leg_record(_row(chain, CALL, k), buy, size, "ATM call"), leg_record(_row(chain, PUT, k), buy, size, "ATM put")]
-    if strategy == "long_strangle":
-        c = pick_by_delta(chain, CALL, d_short, buy)
-        p = pick_by_delta(chain, PUT, -d_short, buy, lambda k: k < c["strike"])
-        return [leg_record(c, buy, size, f"{d_short:.2f}Δ call"), leg_record(p, buy, size, f"-{d_short:.2f}Δ put")]
-    if strategy == "calendar_spread":
-        if back_chain is None or back_chain.empty:
-            raise LegError("calendar needs a back expiry")
-        k = pick_atm(chain, (CALL,), sell, forward, back_chain, buy)
-        return [leg_record(_row(chain, CALL, k), sell, size, "front ATM call"),
-                leg_record(_row(back_chain, CALL, k), buy, size, "back ATM call")]
-    if strategy == "bull_call_spread":
-        lo = pick_by_delta(chain, CALL, d_long, buy)
-        hi = pick_by_delta(chain, CALL, d_short, sell, lambda k: k > lo["strike"])
-        return [leg_record(lo, buy, size, f"{d_long:.2f}Δ call"), leg_record(hi, sell, size, f"{d_short:.2f}Δ call")]
-    if strategy == "bear_put_spread":
-        hi = pick_by_delta(chain, PUT, -d_long, buy)
-        lo = pick_by_delta(chain, PUT, -d_short, sell, lambda k: k < hi["strike"])
-        return [leg_record(hi, buy, size, f"-{d_long:.2f}Δ put"), leg_record(lo, sell, size, f"-{d_short:.2f}Δ put")]
-    if strategy == "risk_reversal":
-        if skew == "put":  # puts rich: sell the put wing, buy the call wing
-            p = pick_by_delta(chain, PUT, -d_short, sell)
-            c = pick_by_delta(chain, CALL, d_short, buy, lambda k: k > p["strike"])
-            return [leg_record(p, sell, size, f"-{d_short:.2f}Δ put"), leg_record(c, buy, size, f"{d_short:.2f}Δ call")]
-        c = pick_by_delta(chain, CALL, d_short, sell)
-        p = pick_by_delta(chain, PUT, -d_short, buy, lambda k: k < c["strike"])
-        return [leg_record(c, sell, size, f"{d_short:.2f}Δ call"), leg_record(p, buy, size, f"-{d_short:.2f}Δ put")]
-    if strategy == "covered_call":
-        hold = float(cfg["holding_coin"])
-        c = pick_by_delta(chain, CALL, d_short, sell)
-        return [holding_record(currency, hold, index), leg_record(c, sell, hold, f"{d_short:.2f}Δ call")]
-    if strategy == "protective_put":
-        hold = float(cfg["holding_coin"])
-        p = pick_by_delta(chain, PUT, -d_short, buy)
-        return [holding_record(currency, hold, index), leg_record(p, buy, hold, f"-{d_short:.2f}Δ put")]
-    raise ValueError(f"unknown strategy {strategy!r}")
 
 
 def payoff_legs(records: list[dict], eval_t_years: float, entry: str = "cross") -> list[Leg]:

@@ -2,7 +2,8 @@
 
 Conventions (all pure numpy/scipy/pandas, no I/O):
 - k = ln(K/F) with F the expiry's forward (the median of the rows' `forward` for that expiry);
-  total implied variance w = σ² · T; vols are fractions; T (`t_years`) in years (ACT/365 upstream).
+  total implied variance w = σ² · T; vols are fractions; T (`t_years`) in years on the caller's basis,
+  whose days per year (`days_per_year`, 365 for ACT/365) the 30-day figures need.
 - Quotes used: out-of-the-money marks only — calls with K ≥ F, puts with K < F — with a finite,
   positive implied vol. Rows with NaN/zero/negative vols are skipped and counted.
 - Weighting (documented choice): **vega**. Each quote's squared *vol* error is weighted by its Black-76
@@ -19,25 +20,27 @@ Conventions (all pure numpy/scipy/pandas, no I/O):
 - Surface across expiries: total variance linear in T at fixed k between fitted slices (this keeps
   calendar monotonicity wherever the slices have it); before the first slice w(k, T) = w₁(k)·T/T₁ and
   after the last w(k, T) = w_N(k)·T/T_N (constant implied vol at fixed k).
-- 25-delta strikes use the Black-76 forward delta without premium adjustment (Deribit's published
-  delta): call N(d1) = 0.25, put N(d1) − 1 = −0.25, d1 = −k/√w + √w/2 with w from the fitted smile.
-  RR25 = σ(25Δ call) − σ(25Δ put); BF25 = (σ(25Δ call) + σ(25Δ put))/2 − σ_ATM, ATM = the forward (k = 0).
-- 30-day constant maturity: the ATM-forward total variance interpolated linearly in T at T = 30/365
-  (`atm_vol_30d`), and, closer to Deribit's DVOL (a VIX-style 30-day variance-swap rate), the
-  model-free variance 2∫ OTM(k) e^{−k} dk / F of each fitted smile interpolated the same way
-  (`vs_vol_30d`).
+- Smile statistics of the fitted slices (ATM, 25Δ strikes and vols, RR25, BF25, the 30-day constant
+  maturity ATM vol and variance-swap vol) come from `qortcli.quant.smile` (the "svi" variants); every
+  stored name carries the suffix `_svi`.
+- Checks: butterfly arbitrage on each slice's own dense grid (`check_k`, default `DENSE_K` widened to
+  the data), calendar arbitrage between consecutive slices on `calendar_k` (default k ∈ [−1, 1], 401
+  points: the surface's range). The two grids are separate arguments of `fit_surface`.
+- Results are typed: `SliceFit` per expiry and `SurfaceFit` for the chain (read by field name like the
+  stored document: `fit["slices"][0]["params"]`); `to_document()` gives the stored shape.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.integrate import trapezoid
-from scipy.special import ndtr, ndtri
 
-from qortcli.quant.svi import (DENSE_K, PARAM_NAMES, butterfly_report, fit_svi, svi_derivatives,
+from qortcli.quant import black76, smile
+from qortcli.quant.records import Record
+from qortcli.quant.svi import (DENSE_K, PARAM_NAMES, _runs, butterfly_report, fit_svi, svi_derivatives,
                                svi_total_variance)
 
 MIN_POINTS = 5
@@ -49,31 +52,76 @@ GRID_K = np.linspace(-1.0, 1.0, 41)
 GRID_N_T = 25
 CHECK_K = DENSE_K                   # dense k grid of the butterfly check ([−2, 2] widened to the data)
 CALENDAR_K = np.linspace(-1.0, 1.0, 401)   # calendar check on the surface's k range
-DAYS_PER_YEAR = 365.0
+CM_DAYS = 30.0                             # the constant maturity of the diagnostics (days)
 
 
-def _phi(x):
-    return np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+@dataclass(frozen=True)
+class SliceFit(Record):
+    """One expiry's SVI fit (stored names; see docs/CONTRACTS.md "volatility_surfaces").
+
+    expiry (as given, usually a UTC datetime), t_years (years), forward (USD, the expiry's median forward),
+    params {a, b, rho, m, sigma} (raw SVI in total variance over k = ln(K/F); None when not fitted),
+    rmse_vol_points / max_abs_error_vol_points (vol points on the fitted quotes), n_points (quotes fitted),
+    n_below_tick, points [[k, iv, strike, weight]] (weight 0 = stored, not fitted), flags, butterfly
+    report, fit_method; and the smile statistics of the fit (fractions, None until `build_surface`):
+    atm_iv_svi, k_call25_svi, k_put25_svi (log-moneyness), call25_iv_svi, put25_iv_svi, rr25_svi, bf25_svi.
+    """
+
+    expiry: object
+    t_years: float
+    forward: float | None
+    params: dict | None
+    rmse_vol_points: float | None = None
+    max_abs_error_vol_points: float | None = None
+    n_points: int = 0
+    n_below_tick: int = 0
+    points: list = ()
+    flags: tuple = ()
+    butterfly: dict | None = None
+    fit_method: str | None = None
+    atm_iv_svi: float | None = None
+    k_call25_svi: float | None = None
+    k_put25_svi: float | None = None
+    call25_iv_svi: float | None = None
+    put25_iv_svi: float | None = None
+    rr25_svi: float | None = None
+    bf25_svi: float | None = None
+
+    @classmethod
+    def from_mapping(cls, doc) -> "SliceFit":
+        """A slice from a stored slice document or any mapping (unknown keys ignored, missing ones default)."""
+        if isinstance(doc, SliceFit):
+            return doc
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in dict(doc).items() if k in names}
+        values.setdefault("forward", None)
+        values.setdefault("params", None)
+        values["flags"] = tuple(values.get("flags") or ())
+        values["points"] = list(values.get("points") or [])
+        return cls(**values)
+
+    def with_flag(self, flag: str) -> "SliceFit":
+        return self if flag in self.flags else replace(self, flags=(*self.flags, flag))
+
+    def to_document(self) -> dict:
+        """The stored slice (flags and points as lists)."""
+        return self.to_dict()
 
 
-def black76_vega(forward, strike, t_years, vol):
-    """Black-76 vega, undiscounted, per unit of vol (USD per 1.00 vol if F, K in USD): F φ(d1) √T."""
-    forward, strike, t_years, vol = (np.asarray(x, dtype=float) for x in (forward, strike, t_years, vol))
-    sd = vol * np.sqrt(t_years)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d1 = (np.log(forward / strike) + 0.5 * sd * sd) / sd
-    return forward * _phi(d1) * np.sqrt(t_years)
+@dataclass(frozen=True)
+class SurfaceFit(Record):
+    """A chain's surface: `slices` (SliceFit, by t_years), `grid` ({k, t_years, total_variance,
+    implied_vol} or None), `diagnostics` (dict, docs/CONTRACTS.md), `counts` (rows used and skipped)."""
 
+    slices: tuple
+    grid: dict | None
+    diagnostics: dict
+    counts: dict
 
-def black76_otm_normalised(k, w):
-    """Undiscounted OTM option price divided by F at log-moneyness k, total variance w (put for k < 0)."""
-    k, w = np.asarray(k, dtype=float), np.asarray(w, dtype=float)
-    sd = np.sqrt(np.maximum(w, 1e-300))
-    d1 = -k / sd + 0.5 * sd
-    d2 = d1 - sd
-    call = ndtr(d1) - np.exp(k) * ndtr(d2)
-    put = np.exp(k) * ndtr(-d2) - ndtr(-d1)
-    return np.where(k < 0, put, call)
+    def to_document(self) -> dict:
+        """{"slices": [...], "grid", "diagnostics", "counts"} as stored (plain dicts and lists)."""
+        return {"slices": [s.to_document() for s in self.slices], "grid": self.grid,
+                "diagnostics": dict(self.diagnostics), "counts": dict(self.counts)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -83,16 +131,15 @@ REQUIRED = ("expiry", "t_years", "strike", "option_type", "forward", "iv")
 
 
 def fit_chain(chain: pd.DataFrame, *, min_points: int = MIN_POINTS, weighting: str = "vega",
-              check_k: np.ndarray | None = None) -> dict:
-    """Fit one SVI slice per expiry of an option chain.
+              check_k: np.ndarray | None = None) -> tuple[list[SliceFit], dict]:
+    """Fit one SVI slice per expiry of an option chain; `check_k` is the butterfly check grid (None: [−3, 3]
+    widened to the data ± 1).
 
     `chain` columns: expiry (any sortable label, usually a UTC datetime), t_years (years), strike (USD),
     option_type ("call"/"put"), forward (USD, per row; the expiry's median is used), iv (fraction);
-    optional open_interest (used when `weighting="open_interest"`). Returns
-    {"slices": [slice, ...] sorted by t_years, "counts": {...}} where each slice is a dict:
-    expiry, t_years, forward, params ({a, b, rho, m, sigma} or None), rmse_vol_points,
-    max_abs_error_vol_points, n_points, points ([[k, iv, strike, weight], ...]), flags, butterfly,
-    fit_method.
+    optional open_interest (used when `weighting="open_interest"`). Returns (slices sorted by t_years,
+    counts {rows, skipped_bad_row, skipped_bad_vol, skipped_itm, expiries, fitted, points}); the slices'
+    smile statistics are filled in by `build_surface`.
     """
     missing = [c for c in REQUIRED if c not in chain.columns]
     if missing:
@@ -124,23 +171,23 @@ def fit_chain(chain: pd.DataFrame, *, min_points: int = MIN_POINTS, weighting: s
     slices = []
     for expiry, grp in df.groupby("expiry", sort=False):
         slices.append(_fit_expiry(expiry, grp, min_points, weighting, check_k))
-    slices.sort(key=lambda s: s["t_years"])
+    slices.sort(key=lambda s: s.t_years)
     counts["expiries"] = len(slices)
-    counts["fitted"] = sum(s["params"] is not None for s in slices)
-    counts["points"] = int(sum(s["n_points"] for s in slices))
-    return {"slices": slices, "counts": counts}
+    counts["fitted"] = sum(s.params is not None for s in slices)
+    counts["points"] = int(sum(s.n_points for s in slices))
+    return slices, counts
 
 
-def _fit_expiry(expiry, grp: pd.DataFrame, min_points: int, weighting: str, check_k) -> dict:
+def _fit_expiry(expiry, grp: pd.DataFrame, min_points: int, weighting: str, check_k) -> SliceFit:
     t = float(grp["t_years"].iloc[0])
     forward = float(grp["forward_expiry"].iloc[0])
     k = grp["k"].to_numpy(dtype=float)
     iv = grp["iv"].to_numpy(dtype=float)
     strike = grp["strike"].to_numpy(dtype=float)
     # quotes worth less than one tick carry no vol information: stored with weight 0, not fitted
-    usable = (black76_otm_normalised(k, iv * iv * max(t, 0.0)) >= MIN_OTM_PRICE) if t > 0 else np.ones(k.size, bool)
+    usable = (black76.otm_price_over_forward(k, iv * iv * max(t, 0.0)) >= MIN_OTM_PRICE) if t > 0 else np.ones(k.size, bool)
     if weighting == "vega" and t > 0:
-        raw = black76_vega(forward, strike, t, iv)
+        raw = black76.vega_per_unit_vol(forward, strike, t, iv)
         weight = np.maximum(raw / raw.max(), VEGA_FLOOR) if raw.max() > 0 else np.ones_like(k)
     elif weighting == "open_interest" and "open_interest" in grp:
         oi = np.nan_to_num(pd.to_numeric(grp["open_interest"], errors="coerce").to_numpy(dtype=float))
@@ -148,41 +195,33 @@ def _fit_expiry(expiry, grp: pd.DataFrame, min_points: int, weighting: str, chec
     else:
         weight = np.ones_like(k)
     weight = np.where(usable, weight, 0.0)
-    base = {"expiry": expiry, "t_years": t, "forward": forward, "n_points": int(usable.sum()),
-            "n_below_tick": int((~usable).sum()),
-            "points": np.column_stack([k, iv, strike, weight]).tolist(), "params": None,
-            "rmse_vol_points": None, "max_abs_error_vol_points": None, "flags": [], "butterfly": None,
-            "fit_method": None}
+    base = SliceFit(expiry=expiry, t_years=t, forward=forward, params=None, n_points=int(usable.sum()),
+                    n_below_tick=int((~usable).sum()), points=np.column_stack([k, iv, strike, weight]).tolist())
     if t <= 0:
-        base["flags"].append("expired")
-        return base
+        return base.with_flag("expired")
     if usable.sum() < min_points:
-        base["flags"].append("insufficient_quotes")
-        return base
+        return base.with_flag("insufficient_quotes")
     k, iv, weight = k[usable], iv[usable], weight[usable]
     w = iv * iv * t
     fit_weight = weight / (2.0 * iv * t) ** 2          # total-variance residual → vol residual
     fit = fit_svi(k, w, fit_weight, k_check=check_k)   # None: [−3, 3] widened to the data ± 1
     fitted_vol = np.sqrt(np.maximum(svi_total_variance(k, *fit.params.values()), 0.0) / t)
     err = (fitted_vol - iv) * 100.0
-    base.update(params=fit.params, rmse_vol_points=float(np.sqrt(np.mean(err * err))),
-                max_abs_error_vol_points=float(np.abs(err).max()), butterfly=fit.butterfly,
-                fit_method=fit.method)
+    out = replace(base, params=fit.params, rmse_vol_points=float(np.sqrt(np.mean(err * err))),
+                  max_abs_error_vol_points=float(np.abs(err).max()), butterfly=fit.butterfly, fit_method=fit.method)
     if not fit.butterfly["ok"]:
-        base["flags"].append("butterfly_arbitrage")
-    if base["rmse_vol_points"] > POOR_FIT_VOL_POINTS:
-        base["flags"].append("poor_fit")
-    return base
+        out = out.with_flag("butterfly_arbitrage")
+    if out.rmse_vol_points > POOR_FIT_VOL_POINTS:
+        out = out.with_flag("poor_fit")
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
 # Evaluating fitted slices
 
-def _fitted(slices_or_doc) -> list[dict]:
-    """The fitted slices (params not None) of a surface document or slice list, sorted by t_years."""
-    slices = slices_or_doc.get("slices", []) if isinstance(slices_or_doc, dict) else list(slices_or_doc)
-    fitted = [s for s in slices if s.get("params") is not None and s.get("t_years", 0) > 0]
-    return sorted(fitted, key=lambda s: s["t_years"])
+def _fitted(slices_or_doc) -> list:
+    """The fitted slices (params not None) of a surface document, slice list or fit, sorted by t_years."""
+    return smile.fitted_slices(slices_or_doc)
 
 
 def _param_matrix(fitted: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -247,57 +286,22 @@ def implied_vol_at(surface_doc_or_slices, strike, forward, t_years):
 def prob_above(strike, forward, t_years, slices):
     """Risk-neutral probability that the underlying ends above `strike` at `t_years`: P(S_T > K).
 
-    Method: P = −∂C/∂K (undiscounted, rate 0) of the Black-76 price *along the smile*, taken
-    analytically from the SVI slope: with w = w(k, T), d2 = −k/√w − √w/2,
-        P(S_T > K) = N(d2) − φ(d2) · ∂w/∂k / (2√w),
-    i.e. the flat-vol digital N(d2) corrected by the skew term (vega × ∂σ/∂K). `slices` is a surface
-    document or slice list; broadcasts; strike and forward in USD, t_years in years.
+    The skew-aware digital of `qortcli.quant.black76.prob_above` (−∂C/∂K along the smile) on the SVI
+    surface: w = w(k, T) and ∂w/∂k analytically from the SVI slices (interpolated linearly in T),
+        P(S_T > K) = N(d2) − φ(d2) · ∂w/∂k / (2√w),   d2 = −k/√w − √w/2.
+    `slices` is a surface document, slice list or fit; broadcasts; strike and forward in USD, t_years in
+    years (≤ 0: the certain outcome 1{F > K}).
     """
     strike, forward, t = (np.asarray(x, dtype=float) for x in (strike, forward, t_years))
     k = np.log(strike / forward)
     w, w1 = total_variance_at(slices, k, np.maximum(t, 1e-12), with_slope=True)
-    sd = np.sqrt(np.maximum(w, 1e-300))
-    d2 = -k / sd - 0.5 * sd
-    p = np.clip(ndtr(d2) - _phi(d2) * w1 / (2.0 * sd), 0.0, 1.0)
-    p = np.where(t > 0, p, (forward > strike).astype(float))
+    p = black76.prob_above(k, np.where(t > 0, w, 0.0), w1)
+    p = np.asarray(p)
     return p if p.ndim else float(p)
 
 
 # --------------------------------------------------------------------------------------------------
 # Diagnostics
-
-def smile_stats(fitted: Sequence[dict]) -> list[dict]:
-    """Per fitted slice: atm_vol, the 25Δ call/put log-moneyness and vols, rr25 and bf25 (fractions).
-
-    25Δ strikes solve the Black-76 forward delta on the fitted smile by vectorised bisection on
-    k ∈ [−5, 5] (d1 decreasing in k); NaN when not bracketed.
-    """
-    if not fitted:
-        return []
-    ts, p = _param_matrix(fitted)
-    cols = [p[:, i] for i in range(5)]
-    w_atm = svi_total_variance(0.0, *cols)
-    out = {"atm_vol": np.sqrt(np.maximum(w_atm, 0) / ts)}
-    for name, target in (("call25", ndtri(0.25)), ("put25", ndtri(0.75))):
-        lo, hi = np.full(ts.size, -5.0), np.full(ts.size, 5.0)
-
-        def d1(kk):
-            w = np.maximum(svi_total_variance(kk, *cols), 1e-300)
-            return -kk / np.sqrt(w) + 0.5 * np.sqrt(w)
-
-        ok = (d1(lo) >= target) & (d1(hi) <= target)
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            above = d1(mid) > target
-            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-        kk = 0.5 * (lo + hi)
-        vol = np.sqrt(np.maximum(svi_total_variance(kk, *cols), 0) / ts)
-        out[f"k_{name}"] = np.where(ok, kk, np.nan)
-        out[f"vol_{name}"] = np.where(ok, vol, np.nan)
-    out["rr25"] = out["vol_call25"] - out["vol_put25"]
-    out["bf25"] = 0.5 * (out["vol_call25"] + out["vol_put25"]) - out["atm_vol"]
-    return [{key: float(v[i]) for key, v in out.items()} for i in range(ts.size)]
-
 
 def _quoted_range(s: dict) -> tuple[float, float]:
     """The k range of a slice's fitted quotes (weight > 0), or (nan, nan) without points."""
@@ -314,8 +318,6 @@ def calendar_report(fitted: Sequence[dict], k_grid=CALENDAR_K) -> dict:
     inside the k range quoted (and fitted) in both expiries — the rest is SVI extrapolation —
     and max_drop the largest w_i − w_{i+1} (total variance).
     """
-    from qortcli.quant.svi import _runs
-
     if len(fitted) < 2:
         return {"ok": True, "ok_in_quoted_range": True, "violations": []}
     ts, p = _param_matrix(fitted)
@@ -336,108 +338,83 @@ def calendar_report(fitted: Sequence[dict], k_grid=CALENDAR_K) -> dict:
             "violations": violations}
 
 
-def variance_swap_vols(fitted: Sequence[dict]) -> np.ndarray:
-    """Model-free (VIX-style) fair variance-swap vol of each fitted smile: √(2/T ∫ OTM(k)/F e^{−k} dk).
+def build_surface(slices: Sequence, *, days_per_year: float, k_grid=GRID_K, n_t: int = GRID_N_T,
+                  calendar_k=CALENDAR_K, counts: dict | None = None) -> SurfaceFit:
+    """Grid, smile statistics and diagnostics of fitted slices (`SliceFit`s from `fit_chain`, or slice
+    documents/mappings); returns a `SurfaceFit` with new slices (the inputs are not changed).
 
-    Trapezoid rule on k ∈ ±20 ATM standard deviations (4001 points) per slice.
+    Calendar arbitrage is checked on `calendar_k` (default k ∈ [−1, 1], 401 points: the surface's range);
+    butterfly results come from each slice's own dense check (computed here for slices that lack one).
+    Each fitted slice gains its SVI smile statistics (`qortcli.quant.smile.svi_expiry_stats`) and the flag
+    "calendar_arbitrage" when it is the later expiry of a calendar violation inside the k range quoted in
+    both expiries (violations that lie only in SVI extrapolation are listed in diagnostics.calendar but do
+    not flag the slice). `days_per_year` is the basis of t_years (for the 30-day constant maturity).
     """
-    if not fitted:
-        return np.array([])
-    ts, p = _param_matrix(fitted)
-    cols = [p[:, i, None] for i in range(5)]
-    sd_atm = np.sqrt(np.maximum(svi_total_variance(0.0, *cols), 1e-12))          # (N, 1)
-    kg = sd_atm * np.linspace(-20.0, 20.0, 4001)[None, :]                        # ±20 ATM sd, per slice
-    w = np.maximum(svi_total_variance(kg, *cols), 1e-300)
-    integrand = black76_otm_normalised(kg, w) * np.exp(-kg)
-    var_t = 2.0 * trapezoid(integrand, kg, axis=1)
-    return np.sqrt(var_t / ts)
-
-
-def constant_maturity(ts: np.ndarray, total_var: np.ndarray, days: float = 30.0) -> dict:
-    """Vol at `days`/365 years from total variances at `ts`, linear in T (flat vol outside)."""
-    target = days / DAYS_PER_YEAR
-    if ts.size == 0:
-        return {"vol": None, "t_years": target, "extrapolated": True}
-    if target <= ts[0]:
-        w = total_var[0] * target / ts[0]
-    elif target >= ts[-1]:
-        w = total_var[-1] * target / ts[-1]
-    else:
-        w = np.interp(target, ts, total_var)
-    return {"vol": float(np.sqrt(max(w, 0.0) / target)), "t_years": target,
-            "extrapolated": bool(target < ts[0] or target > ts[-1])}
-
-
-def build_surface(slices: list[dict], *, k_grid=GRID_K, n_t: int = GRID_N_T, check_k=CALENDAR_K) -> dict:
-    """Grid and diagnostics of fitted slices (from `fit_chain`); annotates the slices in place.
-
-    Calendar arbitrage is checked on `check_k` (default k ∈ [−1, 1], 401 points: the surface's range);
-    butterfly results come from each slice's own dense check. Returns
-    {"grid": {k, t_years, total_variance, implied_vol}, "diagnostics": {...}}. Each fitted
-    slice gains atm_vol, rr25, bf25 (fractions) and the flag "calendar_arbitrage" when it is the later
-    expiry of a calendar violation inside the k range quoted in both expiries (violations that lie
-    only in SVI extrapolation are listed in diagnostics.calendar but do not flag the slice).
-    """
+    slices = [SliceFit.from_mapping(s) for s in slices]
+    for i, s in enumerate(slices):                      # slices built elsewhere: check them here
+        if s.params is not None and s.t_years > 0 and not s.butterfly:
+            s = replace(s, butterfly=butterfly_report(s.params))
+            slices[i] = s if s.butterfly["ok"] else s.with_flag("butterfly_arbitrage")
     fitted = _fitted(slices)
     diagnostics: dict = {"n_slices": len(slices), "n_fitted": len(fitted),
-                         "unfitted_expiries": [s["expiry"] for s in slices if s.get("params") is None]}
+                         "unfitted_expiries": [s.expiry for s in slices if s.params is None]}
     if not fitted:
-        diagnostics.update(butterfly={"ok": None, "failing_expiries": []}, calendar={"ok": None, "ok_in_quoted_range": None,
-                                                                                 "violations": []},
-                           term_structure=[], atm_vol_30d=None, vs_vol_30d=None)
-        return {"grid": None, "diagnostics": diagnostics}
-    for s in fitted:                                    # slices built elsewhere: check them here
-        if not s.get("butterfly"):
-            s["butterfly"] = butterfly_report(s["params"])
-            s.setdefault("flags", [])
-            if not s["butterfly"]["ok"] and "butterfly_arbitrage" not in s["flags"]:
-                s["flags"].append("butterfly_arbitrage")
-        s.setdefault("flags", [])
-    stats = smile_stats(fitted)
-    for s, st in zip(fitted, stats):
-        s.update(atm_vol=st["atm_vol"], rr25=st["rr25"], bf25=st["bf25"], k_call25=st["k_call25"],
-                 k_put25=st["k_put25"])
-    calendar = calendar_report(fitted, check_k)
+        diagnostics.update(butterfly={"ok": None, "failing_expiries": []},
+                           calendar={"ok": None, "ok_in_quoted_range": None, "violations": []},
+                           term_structure=[], atm_iv_30d_svi=None, vs_vol_30d_svi=None)
+        return SurfaceFit(slices=tuple(slices), grid=None, diagnostics=diagnostics, counts=dict(counts or {}))
+    stats = smile.svi_expiry_stats(fitted)
+    calendar = calendar_report(fitted, calendar_k)
     late = {str(v["expiry_after"]) for v in calendar["violations"] if v["quoted_k_ranges"]}
-    for s in fitted:
-        if str(s["expiry"]) in late and "calendar_arbitrage" not in s["flags"]:
-            s["flags"].append("calendar_arbitrage")
-    ts, _ = _param_matrix(fitted)
+    by_id = {id(s): i for i, s in enumerate(slices)}
+    for s, st in zip(fitted, stats):
+        new = replace(s, atm_iv_svi=st.atm_iv, k_call25_svi=st.k_call25, k_put25_svi=st.k_put25,
+                      call25_iv_svi=st.call25_iv, put25_iv_svi=st.put25_iv, rr25_svi=st.rr25, bf25_svi=st.bf25)
+        if str(s.expiry) in late:
+            new = new.with_flag("calendar_arbitrage")
+        slices[by_id[id(s)]] = new
+    fitted = _fitted(slices)
+    ts = np.array([s.t_years for s in fitted], dtype=float)
     t_grid = np.linspace(ts[0], ts[-1], n_t) if ts.size > 1 else ts.copy()
     kk, tt = np.meshgrid(np.asarray(k_grid, dtype=float), t_grid)
     w = total_variance_at(fitted, kk, tt)
-    rmse = np.array([s.get("rmse_vol_points", np.nan) for s in fitted], dtype=float)
-    vs = variance_swap_vols(fitted)
-    atm_w = np.array([st["atm_vol"] ** 2 for st in stats]) * ts
+    rmse = np.array([np.nan if s.rmse_vol_points is None else s.rmse_vol_points for s in fitted], dtype=float)
+    vs = smile.variance_swap_vols(fitted)
+    atm30 = smile.constant_maturity(stats, [CM_DAYS], days_per_year)[0]
+    vs30 = smile.vs_vol_at(fitted, CM_DAYS, days_per_year)
     diagnostics.update(
         rmse_vol_points=({"median": float(np.nanmedian(rmse)), "max": float(np.nanmax(rmse))}
                          if np.isfinite(rmse).any() else None),
-        butterfly={"ok": all(s["butterfly"]["ok"] for s in fitted),
-                   "failing_expiries": [{"expiry": s["expiry"], "g_min": s["butterfly"]["g_min"],
-                                         "k_ranges": s["butterfly"]["failing_k_ranges"]}
-                                        for s in fitted if not s["butterfly"]["ok"]]},
+        butterfly={"ok": all(s.butterfly["ok"] for s in fitted),
+                   "failing_expiries": [{"expiry": s.expiry, "g_min": s.butterfly["g_min"],
+                                         "k_ranges": s.butterfly["failing_k_ranges"]}
+                                        for s in fitted if not s.butterfly["ok"]]},
         calendar=calendar,
-        term_structure=[{"expiry": s["expiry"], "t_years": s["t_years"], "atm_vol": st["atm_vol"],
-                         "rr25": st["rr25"], "bf25": st["bf25"], "vs_vol": float(v)}
-                        for s, st, v in zip(fitted, stats, vs)],
-        atm_vol_30d=constant_maturity(ts, atm_w, 30.0),
-        vs_vol_30d=constant_maturity(ts, vs * vs * ts, 30.0),
+        term_structure=[{"expiry": s.expiry, "t_years": s.t_years, "atm_iv_svi": s.atm_iv_svi, "rr25_svi": s.rr25_svi,
+                         "bf25_svi": s.bf25_svi, "vs_vol_svi": float(v)} for s, v in zip(fitted, vs)],
+        atm_iv_30d_svi={"vol": atm30.atm_iv, "t_years": atm30.t_years, "extrapolated": atm30.extrapolated},
+        vs_vol_30d_svi={"vol": vs30.vol, "t_years": vs30.t_years, "extrapolated": vs30.extrapolated},
     )
     grid = {"k": np.asarray(k_grid, dtype=float).tolist(), "t_years": t_grid.tolist(),
             "total_variance": w.tolist(),
             "implied_vol": np.sqrt(np.maximum(w, 0.0) / tt).tolist()}
-    return {"grid": grid, "diagnostics": diagnostics}
+    return SurfaceFit(slices=tuple(slices), grid=grid, diagnostics=diagnostics, counts=dict(counts or {}))
 
 
-def fit_surface(chain: pd.DataFrame, **kwargs) -> dict:
-    """`fit_chain` then `build_surface`: {"slices", "grid", "diagnostics", "counts"}."""
-    fit_kwargs = {k: kwargs.pop(k) for k in ("min_points", "weighting") if k in kwargs}
-    fitted = fit_chain(chain, **fit_kwargs)
-    built = build_surface(fitted["slices"], **kwargs)
-    return {"slices": fitted["slices"], "grid": built["grid"], "diagnostics": built["diagnostics"],
-            "counts": fitted["counts"]}
+def fit_surface(chain: pd.DataFrame, *, days_per_year: float, min_points: int = MIN_POINTS,
+                weighting: str = "vega", check_k: np.ndarray | None = None, calendar_k=CALENDAR_K,
+                k_grid=GRID_K, n_t: int = GRID_N_T) -> SurfaceFit:
+    """`fit_chain` then `build_surface`: a `SurfaceFit` (slices, grid, diagnostics, counts).
+
+    `check_k` is the butterfly check grid of every slice's fit (None: the data's range widened, see
+    `fit_chain`); `calendar_k` the grid of the calendar check between slices; `days_per_year` the basis of
+    the chain's t_years.
+    """
+    slices, counts = fit_chain(chain, min_points=min_points, weighting=weighting, check_k=check_k)
+    return build_surface(slices, days_per_year=days_per_year, k_grid=k_grid, n_t=n_t, calendar_k=calendar_k,
+                         counts=counts)
 
 
-def slices_with_flags(slices: Iterable[dict], flag: str) -> list[dict]:
-    """The slices carrying `flag`."""
-    return [s for s in slices if flag in s.get("flags", [])]
+def slices_with_flags(slices: Iterable, flag: str) -> list:
+    """The slices carrying `flag` (slices as given: t_years in years, forward in USD)."""
+    return [s for s in slices if flag in (s.get("flags") or ())]

@@ -51,7 +51,8 @@ def svi_total_variance(k, a, b, rho, m, sigma):
 
 
 def svi_derivatives(k, a, b, rho, m, sigma):
-    """(w, ∂w/∂k, ∂²w/∂k²) of raw SVI at log-moneyness k; broadcasts."""
+    """(w, ∂w/∂k, ∂²w/∂k²) of raw SVI at log-moneyness k (total variance and its k-derivatives, dimensionless);
+    broadcasts."""
     x = np.asarray(k, dtype=float) - m
     root = np.sqrt(x * x + sigma * sigma)
     w = a + b * (rho * x + root)
@@ -61,7 +62,8 @@ def svi_derivatives(k, a, b, rho, m, sigma):
 
 
 def durrleman_g(k, w, w1, w2):
-    """Durrleman's butterfly function g(k) = (1 − k w'/2w)² − (w'²/4)(1/w + 1/4) + w''/2.
+    """Durrleman's butterfly function g(k) = (1 − k w'/2w)² − (w'²/4)(1/w + 1/4) + w''/2 (dimensionless;
+    k log-moneyness, w total variance and its k-derivatives).
 
     The call price is convex in strike (no butterfly arbitrage) iff g ≥ 0 where w > 0; g is -inf
     where w ≤ 0 (no valid smile there).
@@ -73,13 +75,14 @@ def durrleman_g(k, w, w1, w2):
 
 
 def svi_g(k, params):
-    """Durrleman's g(k) of an SVI slice given as a mapping or sequence (a, b, rho, m, sigma)."""
+    """Durrleman's g(k) (dimensionless) at log-moneyness k of an SVI slice given as a mapping or sequence
+    (a, b, rho, m, sigma)."""
     a, b, rho, m, sigma = _as_tuple(params)
     return durrleman_g(k, *svi_derivatives(k, a, b, rho, m, sigma))
 
 
 def min_total_variance(a, b, rho, sigma):
-    """The minimum over k of raw-SVI w: a + b σ √(1 − ρ²)."""
+    """The minimum over k of raw-SVI total variance w (dimensionless): a + b σ √(1 − ρ²)."""
     return a + b * sigma * np.sqrt(np.clip(1.0 - rho * rho, 0.0, None))
 
 
@@ -90,13 +93,14 @@ def _as_tuple(params):
 
 
 def params_dict(params) -> dict:
-    """{a, b, rho, m, sigma} as plain floats."""
+    """{a, b, rho, m, sigma} as plain floats (raw SVI in total variance over log-moneyness: a dimensionless,
+    m and sigma in log-moneyness)."""
     return dict(zip(PARAM_NAMES, _as_tuple(params)))
 
 
 def butterfly_report(params, k_grid=DENSE_K) -> dict:
-    """Where an SVI slice violates g(k) ≥ 0 on `k_grid` refined near its vertex (`check_grid`):
-    {ok, g_min, k_at_g_min, failing_k_ranges}.
+    """Where an SVI slice violates g(k) ≥ 0 on `k_grid` (log-moneyness) refined near its vertex (`check_grid`):
+    {ok, g_min, k_at_g_min, failing_k_ranges} (g dimensionless, k log-moneyness).
 
     `failing_k_ranges` lists [k_start, k_end] intervals of consecutive grid points with g < −G_TOL.
     """
@@ -119,7 +123,7 @@ def butterfly_report(params, k_grid=DENSE_K) -> dict:
 
 
 def check_grid(k_grid, params) -> np.ndarray:
-    """`k_grid` plus 401 points within m ± 20σ of the slice's vertex: a small σ bends the smile over a
+    """`k_grid` (log-moneyness) plus 401 points within m ± 20σ of the slice's vertex: a small σ bends the smile over a
     k range narrower than any fixed grid's spacing."""
     a, b, rho, m, sigma = _as_tuple(params)
     local = m + sigma * np.sinh(np.linspace(-3.7, 3.7, 401)) / np.sinh(3.7) * 20.0

@@ -1,9 +1,10 @@
 """The optimize step: stored daily closes → riskfolio allocation + quantstats metrics → `portfolio_data`.
 
 `run_optimize(db, model="hrp", ...)` reads `price_data` (close, else price_usd; one document per symbol
-per UTC day), builds aligned daily simple returns (`qortcli.quant.portfolio.daily_returns`), allocates
-with the chosen model across assets or across sectors (two levels), measures the result with quantstats
-(365 periods a year), optionally walks it forward (`rebalance`), compares it with the previous
+per UTC day), builds aligned daily simple returns (`qortcli.quant.returns.daily_returns`), allocates
+with the chosen model across assets or across sectors (two levels, `qortcli.quant.allocation`), measures
+the result with quantstats (`[pricing] day_count`'s days a year as periods, 365 on ACT/365, stored as
+`basis` and `params.periods_per_year`), optionally walks it forward (`rebalance`), compares it with the previous
 allocation of the same `portfolio_id`, and writes one `portfolio_data` document through
 `ops.upsert_many` inside `recorded_run`. The document's `timestamp` is the as-of day (the last day of
 returns, UTC midnight), so re-running on the same data replaces the same document and a new day of
@@ -11,8 +12,11 @@ prices adds a new one; `computed_at` is the run time. The previous allocation is
 of the same portfolio_id with an earlier as-of day. An infeasible or failed solve is a StepError naming
 the model and the constraint; nothing is stored then.
 
-In-sample metrics apply the final weights to the whole window with daily rebalancing (R @ w); the
-walk-forward (out-of-sample) ones hold each month's weights buy-and-hold (see quant/portfolio.py).
+Metrics are stored in two labelled blocks, out-of-sample first: `metrics.out_of_sample` (the walk-forward,
+with `rebalance`: each period's weights fitted on the trailing window only, held buy-and-hold; see
+`qortcli.quant.backtest`) and `metrics.in_sample` (the final weights applied to the whole window they were
+fitted on, rebalanced daily, R @ w — optimistic by construction); `metrics.headline` names the block the
+views lead with.
 The benchmark is equal weight over the same assets (daily-rebalanced in-sample, rebalanced on the
 walk-forward dates out-of-sample).
 """
@@ -28,11 +32,15 @@ import pandas as pd
 from qortcli.errors import StepError, UsageError
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import utcnow
+from qortcli.timeutils import BASES, DEFAULT_BASIS, utcnow
 
 DEFAULTS = {"model": "hrp", "risk_measure": "MV", "min_history_days": 365, "lookback_days": 365,
             "rebalance_threshold": 0.005}
 UNCLASSIFIED = "Unclassified"
+#: how the constraint messages of `qortcli.quant.constraints` name each bound: this command's options
+OPTION_LABELS = {"max_asset": "--max-asset", "min_asset": "--min-asset", "max_group": "--max-sector", "group": "sector"}
+IN_SAMPLE_NOTE = ("in-sample: the final weights applied to the window they were fitted on, rebalanced daily "
+                  "(optimistic); the walk-forward (--rebalance) figures are out-of-sample")
 
 
 def settings() -> dict:
@@ -139,27 +147,33 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
     fitted on the trailing `lookback_days`. `report` writes a quantstats HTML tearsheet (offline: the
     benchmark is the equal-weight series, never a downloaded ticker). `sectors` overrides the taxonomy.
     """
+    from qortcli.config import get_settings
+    from qortcli.quant import allocation as qa
+    from qortcli.quant import backtest as qb
+    from qortcli.quant import constraints as qc
     from qortcli.quant import metrics as qm
-    from qortcli.quant import portfolio as qp
+    from qortcli.quant import returns as qr
 
     cfg = settings()
+    basis = get_settings().section("pricing").get("day_count", DEFAULT_BASIS)
+    periods = BASES[basis]
     model = (model or cfg["model"]).lower()
     risk_measure = risk_measure or cfg["risk_measure"]
-    rm_lookup = {r.lower(): r for r in qp.RISK_MEASURES}
+    rm_lookup = {r.lower(): r for r in qa.RISK_MEASURES}
     risk_measure = rm_lookup.get(str(risk_measure).lower(), risk_measure)
     min_history_days = int(min_history_days if min_history_days is not None else cfg["min_history_days"])
     lookback_days = int(lookback_days if lookback_days is not None else cfg["lookback_days"])
     threshold = float(cfg["rebalance_threshold"])
     try:
-        qp.validate(model, risk_measure)
+        qa.validate(model, risk_measure)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if rebalance is not None and rebalance not in qp.REBALANCE_FREQUENCIES:
-        raise UsageError(f"--rebalance must be one of {', '.join(qp.REBALANCE_FREQUENCIES)}, got {rebalance!r}")
+    if rebalance is not None and rebalance not in qb.REBALANCE_FREQUENCIES:
+        raise UsageError(f"--rebalance must be one of {', '.join(qb.REBALANCE_FREQUENCIES)}, got {rebalance!r}")
     for name, value in (("--max-sector", max_sector), ("--max-asset", max_asset), ("--min-asset", min_asset)):
         if value is not None and not 0 <= value <= 1:
             raise UsageError(f"{name} is a fraction of the portfolio between 0 and 1, got {value:g}")
-    if max_sector is not None and not by_sector and model in qp.HC_MODELS:
+    if max_sector is not None and not by_sector and model in qa.HC_MODELS:
         raise UsageError(f"--max-sector with {model} needs --by-sector (riskfolio's HCPortfolio takes per-asset "
                          "bounds only)")
     if min_history_days < 2 or lookback_days < 2:
@@ -174,9 +188,9 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
               "lookback_days": lookback_days if rebalance else None, "min_history_days": min_history_days,
               "start": start_day.date().isoformat() if start_day is not None else None,
               "end": end_day.date().isoformat() if end_day is not None else None,
-              "assets": sorted(assets) if assets else None, "periods_per_year": qm.PERIODS,
-              "linkage": {"hrp": qp.HRP_LINKAGE, "herc": qp.HERC_LINKAGE}.get(model),
-              "codependence": qp.CODEPENDENCE if model in qp.HC_MODELS else None,
+              "assets": sorted(assets) if assets else None, "periods_per_year": periods,
+              "linkage": {"hrp": qa.HRP_LINKAGE, "herc": qa.HERC_LINKAGE}.get(model),
+              "codependence": qa.CODEPENDENCE if model in qa.HC_MODELS else None,
               "sector_series": "within-sector model weights" if by_sector else None}
     clock = time.perf_counter()
     with recorded_run(db, "optimize", {"model": model, "portfolio_id": pid, **params}) as run:
@@ -193,53 +207,57 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
             excluded += [{"symbol": s, "reason": "not in the sector taxonomy", "returns": None} for s in unknown]
             closes = closes.drop(columns=unknown)
         try:
-            panel = qp.daily_returns(closes, min_history_days=min_history_days, start=start_day, end=end_day)
+            panel = qr.daily_returns(closes, min_history_days=min_history_days, start=start_day, end=end_day)
         except ValueError as exc:
             raise StepError(f"{model}: {exc}") from None
         excluded += panel.excluded
         returns = panel.returns
         included = list(returns.columns)
         groups = {s: (sector_of.get(s) or UNCLASSIFIED) for s in included}
-        bounds = qp.Bounds(min_asset=min_asset or 0.0, max_asset=max_asset, max_group=max_sector,
-                           groups=groups if max_sector is not None else None)
+        bounds = qc.Bounds(min_asset=min_asset or 0.0, max_asset=max_asset, max_group=max_sector,
+                           groups=groups if max_sector is not None else None, labels=OPTION_LABELS)
 
         def fit(window: pd.DataFrame) -> pd.Series:
             if by_sector:
-                return qp.optimize_by_sector(window, groups, model, risk_measure, bounds).weights
-            return qp.optimize_weights(window, model, risk_measure, bounds)
+                return qa.optimize_by_sector(window, groups, model, risk_measure, bounds).weights
+            return qa.optimize_weights(window, model, risk_measure, bounds)
 
         try:
             if by_sector:
-                allocation = qp.optimize_by_sector(returns, groups, model, risk_measure, bounds)
+                allocation = qa.optimize_by_sector(returns, groups, model, risk_measure, bounds)
                 weights, within = allocation.weights, allocation.within
             else:
-                weights, within = qp.optimize_weights(returns, model, risk_measure, bounds), None
-        except qp.OptimizationError as exc:
+                weights, within = qa.optimize_weights(returns, model, risk_measure, bounds), None
+        except qc.OptimizationError as exc:
             raise StepError(str(exc)) from None
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         sector_weights = weights.groupby([groups[a] for a in weights.index]).sum().sort_values(ascending=False)
 
-        in_sample = qp.fixed_weight_returns(returns, weights)
+        in_sample = qb.fixed_weight_returns(returns, weights)
         benchmark = returns.mean(axis=1).rename("equal_weight")
-        metrics = {"portfolio": qm.performance(in_sample), "benchmark": qm.performance(benchmark),
-                   "assets": qm.per_asset(returns), "out_of_sample": None}
+        metrics = {"headline": "in_sample", "periods_per_year": periods, "out_of_sample": None,
+                   "in_sample": {"portfolio": qm.performance(in_sample, periods),
+                                 "benchmark": qm.performance(benchmark, periods),
+                                 "assets": qm.per_asset(returns, periods), "note": IN_SAMPLE_NOTE}}
         backtest = {"kind": "in-sample (final weights, rebalanced daily)", "dates": [_utc(d) for d in returns.index],
-                    "equity": qm.equity_curve(in_sample), "benchmark_equity": qm.equity_curve(benchmark),
+                    "equity": qb.equity_curve(in_sample), "benchmark_equity": qb.equity_curve(benchmark),
                     "rebalances": []}
         tear_returns, tear_bench = in_sample, benchmark
         if rebalance:
             try:
-                wf = qp.walk_forward(returns, fit, rebalance, lookback_days)
-            except (qp.OptimizationError, ValueError) as exc:
+                wf = qb.walk_forward(returns, fit, rebalance, lookback_days)
+            except (qc.OptimizationError, ValueError) as exc:
                 raise StepError(f"walk-forward: {exc}") from None
-            metrics["out_of_sample"] = {"portfolio": qm.performance(wf.returns), "benchmark": qm.performance(wf.benchmark),
+            metrics["headline"] = "out_of_sample"
+            metrics["out_of_sample"] = {"portfolio": qm.performance(wf.returns, periods),
+                                        "benchmark": qm.performance(wf.benchmark, periods),
                                         "rebalances": len(wf.rebalances),
                                         "mean_turnover": float(pd.Series([r["turnover"] for r in wf.rebalances[1:]]).mean())
                                         if len(wf.rebalances) > 1 else None}
             backtest = {"kind": f"walk-forward ({rebalance}, {lookback_days}-day trailing fit, buy and hold)",
-                        "dates": [_utc(d) for d in wf.returns.index], "equity": qm.equity_curve(wf.returns),
-                        "benchmark_equity": qm.equity_curve(wf.benchmark),
+                        "dates": [_utc(d) for d in wf.returns.index], "equity": qb.equity_curve(wf.returns),
+                        "benchmark_equity": qb.equity_curve(wf.benchmark),
                         "rebalances": [{"date": _utc(r["date"]), "weights": r["weights"], "turnover": r["turnover"]}
                                        for r in wf.rebalances]}
             tear_returns, tear_bench = wf.returns, wf.benchmark
@@ -251,14 +269,14 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
         if previous is not None:
             old = previous.get("weights") or {}
             comparison = {"previous_timestamp": previous.get("timestamp"),
-                          "turnover": qp.turnover(old, new_weights),
-                          "changes": qp.rebalance_plan(old, new_weights, threshold), "threshold": threshold}
+                          "turnover": qb.turnover(old, new_weights),
+                          "changes": qb.rebalance_plan(old, new_weights, threshold), "threshold": threshold}
 
         report_path = None
         if report:
-            report_path = write_tearsheet(tear_returns, tear_bench, report, title=f"qortfolio {pid}")
+            report_path = write_tearsheet(tear_returns, tear_bench, report, title=f"qortfolio {pid}", periods=periods)
 
-        doc = {"portfolio_id": pid, "model": model, "params": params, "timestamp": as_of, "computed_at": now,
+        doc = {"portfolio_id": pid, "model": model, "params": params, "basis": basis, "timestamp": as_of, "computed_at": now,
                "run_id": run.run_id,
                "weights": new_weights, "sector_weights": {s: float(w) for s, w in sector_weights.items()},
                "sectors": groups, "within_sector": within, "metrics": metrics, "backtest": backtest,
@@ -281,8 +299,8 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
     return summary
 
 
-def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: str | Path, title: str) -> Path:
-    """A quantstats HTML tearsheet of `returns` against the equal-weight `benchmark` series (365 periods).
+def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: str | Path, title: str, periods: float) -> Path:
+    """A quantstats HTML tearsheet of `returns` against the equal-weight `benchmark` series (`periods` a year).
 
     The benchmark is a Series, so quantstats downloads nothing.
     """
@@ -302,7 +320,7 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: str | Path, 
         warnings.simplefilter("ignore")
         try:
             qs.reports.html(returns.rename("portfolio"), benchmark=benchmark.rename("equal weight"),
-                            output=str(path), title=title, periods_per_year=365, rf=0.0)
+                            output=str(path), title=title, periods_per_year=periods, rf=0.0)
         except Exception as exc:  # plotting back-ends raise many kinds
             raise StepError(f"--report: quantstats could not write the tearsheet: {type(exc).__name__}: {exc}") from None
     return path

@@ -19,7 +19,7 @@ from qortcli.quant import black76, implied_vol, mark_check
 from qortcli.steps.common import latest_chains
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, expiry_code, require_utc, utcnow, year_fractions
+from qortcli.timeutils import BASES, DEFAULT_BASIS, expiry_code, require_utc, utcnow, year_fractions
 
 #: the greeks written under `model` (units in qortcli.quant.black76)
 MODEL_GREEKS = black76.GREEK_NAMES
@@ -43,7 +43,7 @@ def _epoch(moment) -> float:
     return require_utc(moment, "expiry").timestamp()
 
 
-def price_documents(docs: list[dict], timestamp: datetime, basis: str = "ACT/365") -> dict[str, np.ndarray]:
+def price_documents(docs: list[dict], timestamp: datetime, basis: str = DEFAULT_BASIS) -> dict[str, np.ndarray]:
     """Model arrays for one snapshot's documents: t_years, prices, IVs (and reason codes), greeks."""
     if basis not in BASES:
         raise UsageError(f"unknown day-count basis {basis!r}; use one of {sorted(BASES)}")
@@ -55,8 +55,8 @@ def price_documents(docs: list[dict], timestamp: datetime, basis: str = "ACT/365
     mark_iv = _float_array(docs, "implied_volatility")
     with np.errstate(invalid="ignore", divide="ignore"):
         g = black76.greeks(F, K, t_years, mark_iv, call, rate, days_per_year=BASES[basis])
-    out = {"t_years": t_years, "model_price_coin": g["price_coin"],
-           "model_price_usd": g["price_coin"] * _float_array(docs, "index_price")}
+    out = {"t_years": t_years, "model_price_coin": g.price_coin,
+           "model_price_usd": g.price_coin * _float_array(docs, "index_price"), "greeks_reason": g.reason}
     out.update({name: g[name] for name in MODEL_GREEKS})
     for label, key in (("mark", "premium_crypto"), ("bid", "bid_crypto"), ("ask", "ask_crypto")):
         res = implied_vol.implied_vol_coin(_float_array(docs, key), F, K, t_years, call, rate)
@@ -74,6 +74,7 @@ def _model_subdocs(model: dict[str, np.ndarray], basis: str, priced_at: datetime
     columns = {name: ops.to_plain(model[name]) for name in fields}     # NaN → None
     reasons = {f"iv_{x}_reason": [implied_vol.reason_name(c) for c in model[f"iv_{x}_reason"]]
                for x in ("mark", "bid", "ask")}
+    reasons["greeks_reason"] = [black76.greek_reason_name(c) for c in model["greeks_reason"]]
     return [{**{name: columns[name][i] for name in fields}, **{k: v[i] for k, v in reasons.items()},
              "basis": basis, "priced_at": priced_at} for i in range(n)]
 
@@ -88,9 +89,7 @@ def check_report(model: dict[str, np.ndarray], names: list[str], worst: int = 5)
     report = mark_check.mark_check(model["F"], model["K"], model["t_years"], model["mark_iv"], model["call"],
                                    model["mark"], model["rate"], model["delta_published"],
                                    model["vega_published"], names=np.asarray(names, dtype=object), worst=worst)
-    for key in ("model_price_coin", "abs_error_coin", "tolerance_coin", "within"):
-        report.pop(key)
-    return report
+    return report.summary()
 
 
 def _rows(docs: list[dict], model: dict[str, np.ndarray]) -> list[dict]:
@@ -108,7 +107,7 @@ def _rows(docs: list[dict], model: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
-def run_price(db, currency: str | None = None, check: bool = False, basis: str = "ACT/365",
+def run_price(db, currency: str | None = None, check: bool = False, basis: str = DEFAULT_BASIS,
               write: bool = True) -> dict:
     """Price the latest complete snapshot of each currency (or of `currency`) and write `model` sub-documents.
 

@@ -6,15 +6,20 @@ suggested strategy's legs from that snapshot by delta targets and stores `strate
 `run_track` marks every open suggestion to market on each later stored snapshot and settles it once
 its legs have expired.
 
-Regime inputs (all from the store, as of the snapshot, no look-ahead):
-- IV level: constant-maturity ATM IV at `iv_tenor_days` from the snapshot's marks (ATM of each expiry
-  linear in ln(K/F), total variance linear in T); the stored surface's `atm_vol_30d` is shown beside it.
+Regime inputs (all from the store, as of the snapshot, no look-ahead; every figure names its source,
+"marks" or "svi", and the smile statistics come from `qortcli.quant.smile`):
+- IV level `atm_iv_marks`: constant-maturity ATM IV at `iv_tenor_days` from the snapshot's marks (ATM of
+  each expiry linear in ln(K/F), total variance linear in T); the stored SVI surface's ATM IV at the same
+  tenor (`atm_iv_svi`) and the chosen expiry's `rr25_svi`/`bf25_svi` are shown beside it.
+- Days ↔ years on the `[pricing] day_count` basis (stored as `basis` on every suggestion).
 - its percentile over the same measure at every stored complete snapshot of the currency up to then;
 - IV − RV: realised vol of `price_data` closes of the currency's symbol (last `rv_window_days` daily log
   returns up to the snapshot, × √365), with the dates the window covers;
 - term structure: ATM IV of the listed expiry nearest `term_front_days` minus the chosen expiry's;
-- skew: 25Δ risk reversal of the chosen expiry from the marks (deltas: pricing `model.delta`, else
-  Deribit's published delta).
+- skew: 25Δ risk reversal `rr25_marks` of the chosen expiry from the marks (deltas: pricing `model.delta`,
+  else Deribit's published delta).
+- strategies: the registry of `qortcli.quant.strategies` (a two-expiry template is built on the front
+  expiry nearest `term_front_days` with the chosen one as its back leg).
 
 P/L conventions: see `qortcli.quant.payoff`. Entry prices are the prices crossed (ask to buy, bid to
 sell); net premium at mark is reported too.
@@ -22,7 +27,8 @@ sell); net premium at mark is reported too.
 Probability of profit: risk-neutral P(USD P/L at expiry > 0): the USD breakevens split (0, ∞) into
 intervals; POP sums CDF(b) − CDF(a) over the profitable ones, with CDF(K) = 1 − P(S_T > K) and
 P(S_T > K) = −∂C/∂K along the smile: from the stored SVI surface (`surface.prob_above`) when the
-snapshot has one, else from the snapshot's mark smile (`payoff.rn_cdf`, vols linear in ln(K/F)).
+snapshot has one, else from the snapshot's mark smile (`smile.MarkSmile`: vols linear in ln(K/F) with
+their analytic slope, `payoff.rn_cdf`). `pop_reason` says why a POP is None.
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ from qortcli.config import get_settings
 from qortcli.errors import StepError, UsageError
 from qortcli.quant import payoff as pay
 from qortcli.quant import regime as reg
+from qortcli.quant import smile
 from qortcli.quant import strategies as strat
+from qortcli.quant import tracking
 from qortcli.steps.common import currencies_to_process
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, as_utc, expiry_code, utcnow, year_fraction
+from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, expiry_code, utcnow, year_fraction
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,7 @@ def suggest_settings(cfg: dict | None = None) -> dict:
     if missing:
         raise StepError(f"settings [suggest] lacks {', '.join(missing)} ({settings.settings_file})")
     cfg = dict(cfg)
-    cfg.setdefault("day_count", settings.section("pricing").get("day_count", "ACT/365"))
+    cfg.setdefault("day_count", settings.section("pricing").get("day_count", DEFAULT_BASIS))
     return cfg
 
 
@@ -126,20 +134,34 @@ def _load_marks(db, snapshot: dict, day_count: str) -> pd.DataFrame:
     return frame
 
 
-def expiry_table(chain: pd.DataFrame) -> pd.DataFrame:
-    """Per expiry: t_years, days, forward, ATM IV from the marks."""
+def expiry_table(chain: pd.DataFrame, days_per_year: float = BASES[DEFAULT_BASIS]) -> pd.DataFrame:
+    """Per expiry: t_years, days (on the chain's basis: `days_per_year`), forward, ATM IV from the marks
+    (`smile.atm_iv_from_quotes`); `attrs["days_per_year"]` keeps the basis for `iv_level`."""
     out = []
     for expiry, g in chain.groupby("expiry"):
         f = float(g["forward_usd"].iloc[0])
         t = float(g["t_years"].iloc[0])
-        out.append({"expiry": expiry, "code": expiry_code(expiry), "t_years": t, "days": t * 365.0,
-                    "forward_usd": f, "atm_iv": reg.atm_iv(g["strike"], g["iv"], f), "n": len(g)})
-    return pd.DataFrame(out).sort_values("t_years").reset_index(drop=True)
+        atm = smile.atm_iv_from_quotes(g["strike"], g["iv"], f)
+        out.append({"expiry": expiry, "code": expiry_code(expiry), "t_years": t, "days": t * days_per_year,
+                    "forward_usd": f, "atm_iv": np.nan if atm is None else atm, "n": len(g)})
+    table = pd.DataFrame(out).sort_values("t_years").reset_index(drop=True)
+    table.attrs["days_per_year"] = float(days_per_year)
+    return table
 
 
 def iv_level(expiries: pd.DataFrame, tenor_days: float) -> float:
-    """Constant-maturity ATM IV at `tenor_days` from per-expiry mark ATM IVs."""
-    return reg.constant_maturity_atm(expiries["t_years"], expiries["atm_iv"], tenor_days / 365.0)
+    """Constant-maturity ATM IV (marks) at `tenor_days` from per-expiry mark ATM IVs (NaN without any)."""
+    dpy = expiries.attrs.get("days_per_year", BASES[DEFAULT_BASIS])
+    vol, _ = smile.interpolate_total_variance(expiries["t_years"], expiries["atm_iv"], tenor_days / dpy)
+    return float("nan") if vol is None else vol
+
+
+def _marks_frame(g: pd.DataFrame) -> pd.DataFrame:
+    """This step's chain rows of one expiry in the store's chain-frame columns (`qortcli.store.frames`)."""
+    return pd.DataFrame({"expiry": g["expiry"], "expiry_code": [expiry_code(e) for e in g["expiry"]],
+                         "t_years": g["t_years"], "expiry_forward_usd": g["forward_usd"], "forward_usd": g["forward_usd"],
+                         "strike_usd": g["strike"], "is_call": g["option_type"].eq("call"), "mark_iv": g["iv"],
+                         "delta": g["delta"]})
 
 
 def choose_expiry(expiries: pd.DataFrame, cfg: dict, code: str | None) -> pd.Series:
@@ -201,12 +223,13 @@ def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expir
     values = [h["iv"] for h in history]
     rv = _realised(db, currency, as_of, cfg)
     front = _front_expiry(expiries, chosen, cfg)
-    g = chain[chain["expiry"] == chosen["expiry"]]
-    calls, puts = g[g["option_type"] == "call"], g[g["option_type"] == "put"]
-    skew = reg.risk_reversal_butterfly(calls["delta"], calls["iv"], puts["delta"], puts["iv"], float(chosen["atm_iv"]))
+    dpy = BASES[cfg["day_count"]]
+    found = smile.marks_expiry_stats(_marks_frame(chain[chain["expiry"] == chosen["expiry"]]))
+    skew = found[0] if found else None   # none: no forward on the chosen expiry's rows
     out = {
-        "as_of": as_of, "iv_source": f"marks: {cfg['iv_tenor_days']}d constant-maturity ATM IV",
-        "iv_atm_30d": level, "iv_percentile": reg.percentile_rank(level, values),
+        "as_of": as_of, "basis": cfg["day_count"], "iv_tenor_days": float(cfg["iv_tenor_days"]),
+        "iv_source": f"marks: {cfg['iv_tenor_days']}d constant-maturity ATM IV",
+        "atm_iv_marks": level, "atm_iv_marks_percentile": reg.percentile_rank(level, values),
         "iv_history_n": int(np.isfinite(values).sum()) if values else 0,
         "iv_history_from": history[0]["timestamp"] if history else None,
         "iv_history_to": history[-1]["timestamp"] if history else None,
@@ -214,23 +237,26 @@ def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expir
         "rv_n_returns": rv["n_returns"], "rv_symbol": currency,
         "term_front_expiry": front["code"] if front is not None else None,
         "term_front_days": float(front["days"]) if front is not None else None,
-        "term_front_iv": float(front["atm_iv"]) if front is not None else None,
+        "term_front_atm_iv_marks": float(front["atm_iv"]) if front is not None else None,
         "term_back_expiry": chosen["code"], "term_back_days": float(chosen["days"]),
-        "term_back_iv": float(chosen["atm_iv"]),
+        "term_back_atm_iv_marks": float(chosen["atm_iv"]),
         "term_shape": (None if front is None else "backwardation (inverted)" if front["atm_iv"] > chosen["atm_iv"]
                        else "contango"),
-        "term_slope_per_year": (None if front is None else
-                                float((chosen["atm_iv"] - front["atm_iv"]) / (chosen["t_years"] - front["t_years"]))),
-        "skew_expiry": chosen["code"], "rr25": skew["rr"], "bf25": skew["bf"], "call25_iv": skew["call_iv"],
-        "put25_iv": skew["put_iv"],
-        "term_structure": [{"expiry": r.code, "days": r.days, "atm_iv": r.atm_iv} for r in expiries.itertuples()],
+        "term_slope_marks_per_year": (None if front is None else float(
+            (chosen["atm_iv"] - front["atm_iv"]) / (chosen["t_years"] - front["t_years"]))),
+        "skew_expiry": chosen["code"], "rr25_marks": skew.rr25 if skew else None,
+        "bf25_marks": skew.bf25 if skew else None, "call25_iv_marks": skew.call25_iv if skew else None,
+        "put25_iv_marks": skew.put25_iv if skew else None,
+        "term_structure": [{"expiry": r.code, "days": r.days, "atm_iv_marks": r.atm_iv} for r in expiries.itertuples()],
+        "atm_iv_svi": None, "rr25_svi": None, "bf25_svi": None,
     }
-    if surface:
-        diag = surface.get("diagnostics") or {}
-        out["surface_atm_vol_30d"] = (diag.get("atm_vol_30d") or {}).get("vol")
-        for s in surface.get("slices", []):
-            if s.get("expiry") is not None and as_utc(s["expiry"]) == chosen["expiry"]:
-                out["surface_rr25"], out["surface_bf25"] = s.get("rr25"), s.get("bf25")
+    svi = smile.svi_expiry_stats(surface) if surface else []
+    if svi:
+        (cm,) = smile.constant_maturity(svi, [cfg["iv_tenor_days"]], dpy)
+        out["atm_iv_svi"] = cm.atm_iv
+        for st in svi:
+            if st.expiry is not None and as_utc(st.expiry) == chosen["expiry"]:
+                out["rr25_svi"], out["bf25_svi"] = st.rr25, st.bf25
     return out
 
 
@@ -241,21 +267,17 @@ def _cdf_fn(surface: dict | None, chain_expiry: pd.DataFrame, forward: float, t_
         try:
             from qortcli.quant import surface as surf
 
-            if surf._fitted(surface):
+            if smile.fitted_slices(surface):
                 return (lambda k: 1.0 - np.asarray(surf.prob_above(np.asarray(k, dtype=float), forward, t_years, surface))), \
                     "risk-neutral CDF from the stored SVI surface: 1 − P(S_T > K), P = −∂C/∂K along the smile"
         except Exception as exc:  # a malformed surface must not stop the suggestion
             log.warning("surface unusable for POP: %s", exc)
-    g = chain_expiry[np.isfinite(chain_expiry["iv"]) & (chain_expiry["iv"] > 0)]
-    uk, inv = np.unique(g["strike"].to_numpy(), return_inverse=True)
-    uv = np.bincount(inv, weights=g["iv"].to_numpy()) / np.bincount(inv)
-    x = np.log(uk / forward)
-
-    def vol_fn(k):
-        return np.interp(np.log(np.asarray(k, dtype=float) / forward), x, uv)
-
-    return (lambda k: pay.rn_cdf(k, forward, t_years, vol_fn)), \
-        "risk-neutral CDF from the snapshot's mark smile (vols linear in ln(K/F)): 1 + ∂C/∂K"
+    method = "risk-neutral CDF from the snapshot's mark smile (vols linear in ln(K/F), analytic slope): 1 + ∂C/∂K"
+    try:
+        marks = smile.MarkSmile(chain_expiry["strike"], chain_expiry["iv"], forward)
+    except ValueError as exc:   # no usable vol: POP None with its reason
+        return (lambda k: np.full(np.shape(k), np.nan)), f"{method} — {exc}"
+    return (lambda k: pay.rn_cdf(k, forward, t_years, marks.vol, marks.dvol_dk)), method
 
 
 def _reasoning(item: dict, rules: list[strat.Rule], skew: str) -> str:
@@ -265,8 +287,10 @@ def _reasoning(item: dict, rules: list[strat.Rule], skew: str) -> str:
         inputs = ", ".join(f"{k}={_short(v)}" for k, v in r.inputs.items() if v is not None)
         thr = ", ".join(f"{k}={_short(v)}" for k, v in r.thresholds.items())
         parts.append(f"{r.name}: {r.description} [{inputs}; threshold {thr}]")
-    if item["strategy"] == "risk_reversal":
-        parts.append(f"direction: sell the {skew} wing (the richer one), buy the other")
+    template = strat.check_strategy(item["strategy"])
+    note = template.note(skew) if template.note else None
+    if note:
+        parts.append(note)
     if not fired:
         parts.append("requested explicitly; no rule fired for it on this snapshot")
     return " | ".join(parts)
@@ -285,12 +309,13 @@ def build_suggestion(currency: str, snapshot: dict, chain: pd.DataFrame, expirie
                      surface: dict | None) -> dict:
     """One `strategy_suggestions` document (legs, metrics, payoff grid); raises LegError if unbuildable."""
     skew = strat.skew_direction(rules, regime)
+    template = strat.check_strategy(item["strategy"])
     front_chain = chain[chain["expiry"] == chosen["expiry"]]
     back_chain = None
-    if item["strategy"] == "calendar_spread":
+    if template.needs_second_expiry:   # built on the front expiry, the chosen one is the back leg
         front = _front_expiry(expiries, chosen, cfg)
         if front is None:
-            raise strat.LegError("no front expiry before the chosen one for a calendar")
+            raise strat.LegError(f"no front expiry before the chosen one for {template.name}")
         back_chain = front_chain
         front_chain = chain[chain["expiry"] == front["expiry"]]
     records = strat.build_legs(item["strategy"], front_chain, cfg, currency, skew, back_chain)
@@ -303,7 +328,7 @@ def build_suggestion(currency: str, snapshot: dict, chain: pd.DataFrame, expirie
         if r["option_type"] == pay.UNDERLYING:
             r.update(mark_usd=index0, price_usd=index0, index_usd=index0)
     legs = strat.payoff_legs(records, t_eval, "cross")
-    metrics = pay.strategy_metrics(legs, index0)
+    metrics = pay.strategy_metrics(legs, index0).to_document()
     mark_legs = strat.payoff_legs(records, t_eval, "mark")
     metrics["net_premium_mark_coin"] = pay.net_premium_coin(mark_legs)
     metrics["net_premium_mark_usd"] = pay.net_premium_usd(mark_legs, index0)
@@ -311,9 +336,11 @@ def build_suggestion(currency: str, snapshot: dict, chain: pd.DataFrame, expirie
     metrics["option_premium_mark_coin"] = pay.net_premium_coin(mark_options)
     metrics["option_premium_mark_usd"] = pay.net_premium_usd(mark_options, index0)
     metrics["crossing_cost_usd"] = metrics["net_premium_usd"] - metrics["net_premium_mark_usd"]
-    metrics["net_greeks"] = pay.net_greeks(legs, [r.get("greeks") for r in records])
+    metrics["net_greeks"] = pay.net_greeks(legs, [r.get("greeks") for r in records], index_usd=index0,
+                                           forwards_usd=[r.get("forward_usd") for r in records]).to_dict()
     cdf, method = _cdf_fn(surface, front_chain, forward, t_eval)
-    metrics["pop"] = pay.probability_of_profit(legs, index0, forward, t_eval, vol_fn=None, cdf_fn=cdf)
+    pop = pay.probability_of_profit(legs, index0, forward, t_eval, cdf_fn=cdf)
+    metrics["pop"], metrics["pop_reason"] = pop.value, pop.reason
     metrics["pop_method"] = method + "; POP = Σ CDF(b) − CDF(a) over the intervals between USD breakevens " \
                                      "where the USD P/L at expiry is positive"
     if any(leg.t_left_years > 0 for leg in legs):
@@ -322,7 +349,7 @@ def build_suggestion(currency: str, snapshot: dict, chain: pd.DataFrame, expirie
     grid = pay.payoff_grid(legs, index0, forward, float(cfg["grid_lo"]), float(cfg["grid_hi"]), int(cfg["grid_points"]))
     return {
         "currency": currency, "snapshot_id": snapshot["_id"], "timestamp": as_utc(snapshot["timestamp"]),
-        "strategy": item["strategy"], "expiry": expiry, "expiry_code": expiry_code(expiry),
+        "strategy": item["strategy"], "expiry": expiry, "expiry_code": expiry_code(expiry), "basis": cfg["day_count"],
         "expiries": sorted({r["expiry"] for r in option_recs}), "t_years": t_eval,
         "index_usd": index0, "forward_usd": forward, "score": item["score"], "rules": item["rules"],
         "requested": item["requested"], "reasoning": _reasoning(item, rules, skew),
@@ -356,8 +383,10 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
     if top < 0:
         raise UsageError("--top must be ≥ 0")
     for s in strategies or []:
-        if s not in strat.STRATEGIES:
-            raise UsageError(f"unknown strategy {s!r}; choose from {', '.join(strat.STRATEGIES)}")
+        try:
+            strat.check_strategy(s)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     args = {"currency": currency, "expiry": expiry, "top": top, "snapshot_id": snapshot_id, "strategies": strategies}
     with recorded_run(db, "suggest", args) as run:
         if snapshot_id:
@@ -373,7 +402,7 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
                 raise StepError(f"snapshot {snap['_id']} has no unexpired option")
             if chain["delta"].isna().all():
                 raise StepError(f"snapshot {snap['_id']} has no deltas: run `qortcli price` first")
-            expiries = expiry_table(chain)
+            expiries = expiry_table(chain, BASES[cfg["day_count"]])
             chosen = choose_expiry(expiries, cfg, expiry)
             surface = db[schema.SURFACES].find_one({"_id": snap["_id"]})
             regime = measure_regime(db, cur, snap, chain, expiries, chosen, cfg, surface)
@@ -432,31 +461,21 @@ def delivery_price(db, currency: str, expiry: datetime, cfg: dict) -> dict | Non
     return None
 
 
-def _settled_value_coin(rec: dict, price: float) -> float:
-    if rec["option_type"] == "call":
-        return max(price - rec["strike"], 0.0) / price
-    return max(rec["strike"] - price, 0.0) / price
-
-
 def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
     """Mark `doc` to market on every later complete snapshot and settle it if all its legs expired.
 
-    P/L per point: coin Σ side·size·(value_coin − entry_coin); USD Σ side·size·value_usd − net premium at
-    the entry index. A live leg is valued at its mark (coin; × the snapshot's index in USD: the median
-    `index_price` stamped on the legs' rows, as at entry), an expired one
-    at its coin payoff at the delivery price (× the delivery price in USD, converted at expiry), the held
-    coin at 1 coin (the index in USD). A live leg missing from a snapshot makes that point's P/L None.
+    The valuation is `qortcli.quant.tracking` (`mark_point`: mark-to-market in coin and spot-USD and the
+    exit P/L crossing the spread back; `settle`); this function gathers the marks, indexes and delivery
+    prices. A live leg missing from a snapshot makes that point's P/L None.
     """
     cur, start = doc["currency"], as_utc(doc["timestamp"])
-    recs = doc["legs"]
-    qty = [r["side_sign"] * r["size"] for r in recs]
-    entry_coin = sum(q * r["price_coin"] for q, r in zip(qty, recs))
-    entry_usd = entry_coin * doc["index_usd"]
-    expiries = sorted({as_utc(r["expiry"]) for r in recs if r["expiry"] is not None})
+    recs = [dict(r, expiry=as_utc(r["expiry"]) if r.get("expiry") is not None else None) for r in doc["legs"]]
+    expiries = sorted({r["expiry"] for r in recs if r["expiry"] is not None})
     deliveries: dict = {}
     for e in expiries:
         if e <= now:
             deliveries[e] = delivery_price(db, cur, e, cfg)
+    prices = {e: (d or {}).get("price_usd") for e, d in deliveries.items()}
     symbols = [r["instrument"] for r in recs if r["option_type"] != pay.UNDERLYING]
     path = []
     for snap in ops.list_snapshots(db, "options", cur):
@@ -465,59 +484,26 @@ def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
             continue  # before the suggestion, or after its last expiry (the settlement point closes the path)
         found = {d["symbol"]: d for d in db[schema.OPTIONS].find(
             {"snapshot_id": snap["_id"], "symbol": {"$in": symbols}},
-            {"symbol": 1, "premium_crypto": 1, "index_price": 1})}
+            {"symbol": 1, "premium_crypto": 1, "bid_crypto": 1, "ask_crypto": 1, "index_price": 1})}
         stamped = [d["index_price"] for d in found.values() if d.get("index_price")]
         index = float(np.median(stamped)) if stamped else None
         if index is None:
             any_doc = db[schema.OPTIONS].find_one({"snapshot_id": snap["_id"]}, {"index_price": 1})
             index = any_doc.get("index_price") if any_doc else None
-        value_coin, value_usd, missing, marks = 0.0, 0.0, [], {}
-        for q, r in zip(qty, recs):
-            if r["option_type"] == pay.UNDERLYING:
-                value_coin += q
-                value_usd += q * (index or np.nan)
-                continue
-            e = as_utc(r["expiry"])
-            if ts >= e:
-                dp = deliveries.get(e)
-                if dp is None:
-                    missing.append(f"{r['instrument']} (expired, no delivery price)")
-                    continue
-                v = _settled_value_coin(r, dp["price_usd"])
-                marks[r["instrument"]] = {"settled_coin": v, "delivery_usd": dp["price_usd"]}
-                value_coin += q * v
-                value_usd += q * v * dp["price_usd"]
-                continue
-            d = found.get(r["instrument"])
-            if d is None or d.get("premium_crypto") is None:
-                missing.append(r["instrument"])
-                continue
-            marks[r["instrument"]] = {"mark_coin": float(d["premium_crypto"])}
-            value_coin += q * float(d["premium_crypto"])
-            value_usd += q * float(d["premium_crypto"]) * (index or np.nan)
-        ok = not missing and index is not None
-        path.append({"snapshot_id": snap["_id"], "timestamp": ts, "index_usd": index, "marks": marks,
-                     "missing": missing, "pnl_coin": value_coin - entry_coin if ok else None,
-                     "pnl_usd": value_usd - entry_usd if ok else None})
+        quotes = {sym: {"mark_coin": d.get("premium_crypto"), "bid_coin": d.get("bid_crypto"),
+                        "ask_coin": d.get("ask_crypto")} for sym, d in found.items()}
+        point = tracking.mark_point(recs, doc["index_usd"], snap["_id"], ts, index, quotes, prices)
+        path.append(point.to_document())
     settlement = None
     if expiries and expiries[-1] <= now:
         if all(deliveries.get(e) for e in expiries):
-            value_coin = value_usd = 0.0
-            for q, r in zip(qty, recs):
-                if r["option_type"] == pay.UNDERLYING:
-                    last = deliveries[expiries[-1]]["price_usd"]
-                    value_coin += q
-                    value_usd += q * last
-                    continue
-                dp = deliveries[as_utc(r["expiry"])]
-                v = _settled_value_coin(r, dp["price_usd"])
-                value_coin += q * v
-                value_usd += q * v * dp["price_usd"]
-            settlement = {"timestamp": expiries[-1], "deliveries": {expiry_code(e): deliveries[e] for e in expiries},
-                          "pnl_coin": value_coin - entry_coin, "pnl_usd": value_usd - entry_usd}
-            path.append({"snapshot_id": None, "timestamp": expiries[-1], "index_usd": deliveries[expiries[-1]]["price_usd"],
-                         "marks": {}, "missing": [], "pnl_coin": settlement["pnl_coin"],
-                         "pnl_usd": settlement["pnl_usd"], "settlement": True})
+            settled = tracking.settle(recs, doc["index_usd"], prices)
+            settlement = {"timestamp": settled.timestamp, "deliveries": {expiry_code(e): deliveries[e] for e in expiries},
+                          "pnl_coin": settled.pnl_coin, "pnl_usd": settled.pnl_usd}
+            path.append({"snapshot_id": None, "timestamp": settled.timestamp, "index_usd": prices[expiries[-1]],
+                         "marks": {}, "missing": [], "pnl_coin": settled.pnl_coin, "pnl_usd": settled.pnl_usd,
+                         "exit_pnl_coin": settled.pnl_coin, "exit_pnl_usd": settled.pnl_usd, "exit_cost_usd": 0.0,
+                         "settlement": True})
         else:
             lacking = [expiry_code(e) for e in expiries if not deliveries.get(e)]
             settlement = {"pending": True, "reason": f"no stored index or recent forward at expiry {', '.join(lacking)}"}
@@ -548,7 +534,8 @@ def run_track(db, currency: str | None = None, now: datetime | None = None, cfg:
     rows = [{"id": d["_id"], "currency": d["currency"], "strategy": d["strategy"], "snapshot_id": d["snapshot_id"],
              "expiry": expiry_code(as_utc(d["expiry"])), "status": d["status"], "entry_premium_coin": d["metrics"]["net_premium_coin"],
              "entry_premium_usd": d["metrics"]["net_premium_usd"], "legs": [r["instrument"] for r in d["legs"]],
-             "path": [{k: p.get(k) for k in ("snapshot_id", "timestamp", "index_usd", "pnl_coin", "pnl_usd", "missing")}
+             "path": [{k: p.get(k) for k in ("snapshot_id", "timestamp", "index_usd", "pnl_coin", "pnl_usd",
+                                             "exit_pnl_coin", "exit_pnl_usd", "exit_cost_usd", "missing")}
                       for p in d["track"]],
              "settlement": d["settlement"]} for d in updated]
     return {"step": "suggest-track", "tracked": len(rows), "settled": sum(r["status"] == "settled" for r in rows),

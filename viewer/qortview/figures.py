@@ -58,27 +58,35 @@ def smiles(vol: dict, max_expiries: int = 6) -> go.Figure:
 
 
 def term_structure(vol: dict) -> go.Figure:
-    term = [t for t in vol.get("term", []) if t.get("atm_iv") is not None]
+    term = [t for t in vol.get("term", []) if t.get("atm_iv_marks") is not None]
     if not term:
         return empty("no ATM term structure")
-    fig = go.Figure(go.Scatter(x=[t["days"] for t in term], y=[100 * t["atm_iv"] for t in term], mode="lines+markers",
+    fig = go.Figure(go.Scatter(x=[t["days"] for t in term], y=[100 * t["atm_iv_marks"] for t in term], mode="lines+markers",
                                text=[t["expiry"] for t in term], line={"color": ACCENT, "width": 3},
-                               hovertemplate="%{text}: %{y:.1f}% at %{x:.1f} d<extra></extra>", name="ATM IV"))
-    if vol.get("atm_vol_30d") is not None:
-        fig.add_trace(go.Scatter(x=[30], y=[100 * vol["atm_vol_30d"]], mode="markers", name="30-day ATM",
+                               hovertemplate="%{text}: %{y:.1f}% at %{x:.1f} d<extra></extra>", name="ATM IV (marks)"))
+    fit = [t for t in term if t.get("atm_iv_svi") is not None]
+    if fit:
+        fig.add_trace(go.Scatter(x=[t["days"] for t in fit], y=[100 * t["atm_iv_svi"] for t in fit], mode="lines",
+                                 line={"color": SECONDARY, "width": 2, "dash": "dot"}, name="ATM IV (SVI)"))
+    if vol.get("atm_iv_30d_marks") is not None:
+        fig.add_trace(go.Scatter(x=[30], y=[100 * vol["atm_iv_30d_marks"]], mode="markers", name="30-day ATM (marks)",
                                  marker={"size": 12, "color": "#FBBF24", "symbol": "diamond"}))
     return _layout(fig, "ATM term structure", 340, xaxis_title="days to expiry", yaxis_title="ATM implied vol (%)",
                    xaxis_type="log")
 
 
 def skew(vol: dict) -> go.Figure:
-    term = [t for t in vol.get("term", []) if t.get("rr25") is not None]
+    term = [t for t in vol.get("term", []) if t.get("rr25_marks") is not None]
     if not term:
         return empty("no 25-delta quotes")
     x = [t["expiry"] for t in term]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=[100 * t["rr25"] for t in term], name="RR25 (call − put)", marker_color=SECONDARY))
-    fig.add_trace(go.Bar(x=x, y=[100 * (t["bf25"] or 0) for t in term], name="BF25", marker_color=ACCENT))
+    fig.add_trace(go.Bar(x=x, y=[100 * t["rr25_marks"] for t in term], name="RR25 marks (call − put)",
+                         marker_color=SECONDARY))
+    fig.add_trace(go.Bar(x=x, y=[100 * (t["bf25_marks"] or 0) for t in term], name="BF25 marks", marker_color=ACCENT))
+    if any(t.get("rr25_svi") is not None for t in term):
+        fig.add_trace(go.Scatter(x=x, y=[None if t.get("rr25_svi") is None else 100 * t["rr25_svi"] for t in term],
+                                 mode="markers", name="RR25 SVI", marker={"symbol": "diamond", "size": 9}))
     return _layout(fig, "25-delta risk reversal and butterfly", 340, barmode="group", yaxis_title="vol points")
 
 

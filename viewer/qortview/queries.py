@@ -3,7 +3,9 @@
 Nothing here imports Reflex, and nothing writes: every function takes a handle from
 `qortcli.store.readonly` (find/find_one/count_documents/aggregate/distinct only) and returns
 JSON-able dicts and lists of numbers/strings (None where the store has no value). Units follow
-docs/CONTRACTS.md: money `_coin`/`_usd`, vols as fractions, time in years (ACT/365) or days.
+docs/CONTRACTS.md: money `_coin`/`_usd`, vols as fractions, time in years or days on the basis stored on
+the documents (`model.basis`, the surface's `basis`; the default basis otherwise). Smile figures come from
+`qortcli.quant.smile` and say their source: `_marks` (the snapshot's mark IVs) or `_svi` (the stored fit).
 
 Documents written by steps still under development (surfaces, portfolios, suggestions) are read
 defensively: a missing field gives None, never an exception.
@@ -17,11 +19,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from qortcli.quant import black76
-from qortcli.store import ops, schema
-from qortcli.timeutils import as_utc
+from qortcli.quant import smile as sm
+from qortcli.quant.svi import PARAM_NAMES
+from qortcli.quant.svi import svi_total_variance as _svi_w
+from qortcli.store import frames, ops, schema
+from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc
 
-DAYS_PER_YEAR = 365.0
 CM_DAYS = 30.0  # constant maturity of the DVOL-like ATM vol
 CHAIN_FIELDS = {"symbol": 1, "option_type": 1, "strike": 1, "expiry": 1, "forward": 1, "index_price": 1,
                 "premium_crypto": 1, "premium_usd": 1, "bid_crypto": 1, "ask_crypto": 1, "implied_volatility": 1,
@@ -104,90 +107,50 @@ def chain_docs(db, snapshot_id: str) -> list[dict]:
     return list(db[schema.OPTIONS].find({"snapshot_id": snapshot_id}, CHAIN_FIELDS))
 
 
-def chain_frame(docs: list[dict], as_of: datetime) -> dict[str, np.ndarray]:
-    """Columns of a snapshot's options as numpy arrays (NaN where absent); `t` in years ACT/365."""
-    as_of = utc(as_of)
-    n = len(docs)
-    cols = {k: np.full(n, np.nan) for k in ("strike", "forward", "index", "iv", "t", "expiry_s", "delta")}
-    is_call = np.zeros(n, dtype=bool)
-    for i, d in enumerate(docs):
-        exp = utc(d.get("expiry"))
-        cols["strike"][i] = num(d.get("strike")) or np.nan
-        cols["forward"][i] = num(d.get("forward")) or np.nan
-        cols["index"][i] = num(d.get("index_price")) or np.nan
-        cols["iv"][i] = num(d.get("implied_volatility")) or np.nan
-        if exp is not None:
-            cols["expiry_s"][i] = exp.timestamp()
-            cols["t"][i] = (exp - as_of).total_seconds() / (DAYS_PER_YEAR * 86400.0)
-        delta = num(get(d, "model", "delta"))
-        if delta is None:
-            delta = num(get(d, "greeks", "delta"))
-        cols["delta"][i] = np.nan if delta is None else delta
-        is_call[i] = d.get("option_type") == "call"
-    with np.errstate(all="ignore"):  # Deribit's convention: Black-76 forward delta
-        computed = black76.greeks(cols["forward"], cols["strike"], cols["t"], cols["iv"], is_call)["delta"]
-    cols["delta"] = np.where(np.isfinite(cols["delta"]), cols["delta"], computed)
-    cols["is_call"] = is_call
-    return cols
+def basis_of(docs: list[dict], surface: dict | None = None) -> str:
+    """The day-count basis the documents were derived on: the pricing step's `model.basis`, else the
+    surface's `basis`, else the default."""
+    for d in docs:
+        basis = get(d, "model", "basis")
+        if basis in BASES:
+            return basis
+    basis = get(surface, "basis") if surface else None
+    return basis if basis in BASES else DEFAULT_BASIS
 
 
-def _interp_at(x: np.ndarray, y: np.ndarray, x0: float) -> float | None:
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size == 0:
-        return None
-    order = np.argsort(x)
-    x, y = x[order], y[order]
-    if x0 < x[0] or x0 > x[-1]:
-        return None  # no extrapolation
-    return float(np.interp(x0, x, y))
+def chain_frame(docs: list[dict], as_of: datetime, basis: str = DEFAULT_BASIS):
+    """The snapshot's documents as the store's chain frame (`qortcli.store.frames`), t_years on `basis`."""
+    return frames.chain_frame(docs, utc(as_of), basis)
 
 
-def expiry_stats(cols: dict[str, np.ndarray]) -> list[dict]:
-    """Per listed expiry (not yet expired): days, forward, ATM IV (OTM marks linear in ln K/F), RR25, BF25.
-
-    ATM IV interpolates the out-of-the-money marks (puts below the forward, calls above) at K = F;
-    the 25-delta vols interpolate call marks at delta 0.25 and put marks at delta −0.25;
-    RR25 = σ(25Δ call) − σ(25Δ put), BF25 = (σ(25Δ call) + σ(25Δ put))/2 − σ(ATM).
-    """
+def term_rows(frame, surface: dict | None, days_per_year: float) -> list[dict]:
+    """Per listed (unexpired) expiry: days, forward, ATM IV, the 25Δ vols, RR25 and BF25 from the marks, and
+    the stored SVI fit's ATM IV, RR25 and BF25 beside them (`qortcli.quant.smile`)."""
+    marks = sm.marks_expiry_stats(frame)
+    svi = {sm.expiry_key(s.expiry): s for s in sm.svi_expiry_stats(surface)} if surface else {}
     out = []
-    exp_s = cols["expiry_s"]
-    for e in np.unique(exp_s[np.isfinite(exp_s)]):
-        m = exp_s == e
-        t = float(np.nanmedian(cols["t"][m]))
-        if not t > 0:
-            continue
-        fwd = float(np.nanmedian(cols["forward"][m]))
-        k = np.log(cols["strike"][m] / fwd)
-        iv = cols["iv"][m]
-        call = cols["is_call"][m]
-        otm = np.where(k >= 0, call, ~call)
-        atm = _interp_at(k[otm], iv[otm], 0.0)
-        c25 = _interp_at(cols["delta"][m][call], iv[call], 0.25)
-        p25 = _interp_at(cols["delta"][m][~call], iv[~call], -0.25)
-        rr = c25 - p25 if c25 is not None and p25 is not None else None
-        bf = (c25 + p25) / 2 - atm if c25 is not None and p25 is not None and atm is not None else None
-        expiry = datetime.fromtimestamp(float(e), tz=timezone.utc)
-        out.append({"expiry": expiry_code(expiry), "expiry_date": expiry.date().isoformat(), "t_years": t,
-                    "days": t * DAYS_PER_YEAR, "forward_usd": fwd, "atm_iv": atm, "call25_iv": c25,
-                    "put25_iv": p25, "rr25": rr, "bf25": bf, "n": int(m.sum())})
+    for st in marks:
+        fit = svi.get(sm.expiry_key(st.expiry))
+        expiry = utc(st.expiry.to_pydatetime() if hasattr(st.expiry, "to_pydatetime") else st.expiry)
+        out.append({"expiry": st.expiry_code, "expiry_date": expiry.date().isoformat(), "t_years": st.t_years,
+                    "days": st.t_years * days_per_year, "forward_usd": st.forward_usd, "atm_iv_marks": st.atm_iv,
+                    "call25_iv_marks": st.call25_iv, "put25_iv_marks": st.put25_iv, "rr25_marks": st.rr25,
+                    "bf25_marks": st.bf25, "atm_iv_svi": fit.atm_iv if fit else None,
+                    "rr25_svi": fit.rr25 if fit else None, "bf25_svi": fit.bf25 if fit else None, "n": st.n_quotes})
     return out
 
 
-def constant_maturity_atm(stats: list[dict], days: float = CM_DAYS) -> float | None:
-    """ATM vol at a constant maturity: total variance σ²T linear in T between the bracketing expiries."""
-    pts = [(s["t_years"], s["atm_iv"]) for s in stats if s.get("atm_iv") is not None and s["t_years"] > 0]
-    if not pts:
-        return None
-    pts.sort()
-    t = np.array([p[0] for p in pts])
-    w = np.array([p[1] ** 2 * p[0] for p in pts])
-    t0 = days / DAYS_PER_YEAR
-    if t0 <= t[0]:
-        return float(pts[0][1])
-    if t0 >= t[-1]:
-        return float(pts[-1][1])
-    return float(math.sqrt(np.interp(t0, t, w) / t0))
+def atm_iv_30d_marks(frame, days_per_year: float) -> float | None:
+    """The 30-day constant-maturity ATM IV of the marks (total variance linear in T, `qortcli.quant.smile`)."""
+    return sm.constant_maturity(sm.marks_expiry_stats(frame), [CM_DAYS], days_per_year)[0].atm_iv
+
+
+def _svi_30d(surface: dict | None, name: str):
+    """A stored 30-day SVI figure of the surface diagnostics (`atm_iv_30d_svi`, `vs_vol_30d_svi`; documents
+    written before the rename carry `atm_vol_30d`, `vs_vol_30d`)."""
+    diag = get(surface, "diagnostics") or {}
+    old = {"atm_iv_30d_svi": "atm_vol_30d", "vs_vol_30d_svi": "vs_vol_30d"}[name]
+    return num(diag.get(name)) if diag.get(name) is not None else num(diag.get(old))
 
 
 # --------------------------------------------------------------------------- overview
@@ -242,18 +205,18 @@ def currency_overview(db, currency: str) -> dict | None:
         return None
     docs = chain_docs(db, snap["_id"])
     ts = utc(snap.get("timestamp"))
-    cols = chain_frame(docs, ts) if docs else None
-    stats = expiry_stats(cols) if cols is not None else []
-    spot = float(np.nanmedian(cols["index"])) if cols is not None and np.isfinite(cols["index"]).any() else None
     surface = surface_doc(db, snap["_id"])
-    surf_atm = None
-    if surface:
-        surf_atm = num(get(surface, "atm_vol_30d")) or num(get(surface, "diagnostics", "atm_vol_30d"))
+    basis = basis_of(docs, surface)
+    frame = chain_frame(docs, ts, basis) if docs else None
+    stats = sm.marks_expiry_stats(frame) if frame is not None else []
+    index = frame["index_usd"].to_numpy(dtype=float) if frame is not None else np.array([])
+    spot = float(np.nanmedian(index)) if np.isfinite(index).any() else None
     priced = sum(1 for d in docs if isinstance(d.get("model"), dict))
     n_snaps = db[schema.SNAPSHOTS].count_documents({"kind": "options", "currency": currency, "status": ops.COMPLETE})
     return {"currency": currency, "snapshot_id": snap["_id"], "timestamp": iso(ts), "source": snap.get("source") or "",
-            "instruments": len(docs), "expiries": len(stats), "spot_usd": spot,
-            "atm_vol_30d": constant_maturity_atm(stats), "atm_vol_30d_surface": surf_atm, "priced": priced,
+            "instruments": len(docs), "expiries": len(stats), "spot_usd": spot, "basis": basis,
+            "atm_iv_30d_marks": atm_iv_30d_marks(frame, BASES[basis]) if frame is not None else None,
+            "atm_iv_30d_svi": _svi_30d(surface, "atm_iv_30d_svi") if surface else None, "priced": priced,
             "snapshots": n_snaps, "has_surface": surface is not None}
 
 
@@ -352,13 +315,12 @@ def chain(db, currency: str, expiry: str | None = None, window: int = 12) -> dic
 # --------------------------------------------------------------------------- volatility
 
 def svi_total_variance(k, params: dict) -> np.ndarray | None:
-    """Raw SVI w(k) = a + b(ρ(k − m) + √((k − m)² + σ²)); None when a parameter is missing."""
+    """Raw SVI w(k) of a stored slice's params (`qortcli.quant.svi`); None when a parameter is missing."""
     try:
-        a, b, rho, m, s = (float(params[x]) for x in ("a", "b", "rho", "m", "sigma"))
+        values = [float(params[x]) for x in PARAM_NAMES]
     except (KeyError, TypeError, ValueError):
         return None
-    k = np.asarray(k, dtype=float)
-    return a + b * (rho * (k - m) + np.sqrt((k - m) ** 2 + s * s))
+    return _svi_w(k, *values)
 
 
 def _slice_params(sl: dict) -> dict | None:
@@ -384,9 +346,10 @@ def volatility(db, currency: str) -> dict:
         return {"currency": currency, "snapshot_id": None, "smiles": [], "term": [], "surface": None}
     ts = utc(snap.get("timestamp"))
     docs = chain_docs(db, snap["_id"])
-    cols = chain_frame(docs, ts)
-    stats = expiry_stats(cols)
     surface = surface_doc(db, snap["_id"])
+    basis = basis_of(docs, surface)
+    frame = chain_frame(docs, ts, basis)
+    stats = term_rows(frame, surface, BASES[basis])
     fits: dict[str, dict] = {}
     for sl in (get(surface, "slices") or []) if surface else []:
         if isinstance(sl, dict):
@@ -394,17 +357,18 @@ def volatility(db, currency: str) -> dict:
             if code:
                 fits[code] = sl
     smiles = []
-    exp_s = cols["expiry_s"]
+    codes = frame["expiry_code"].to_numpy()
+    strike_all, iv_all = frame["strike_usd"].to_numpy(dtype=float), frame["mark_iv"].to_numpy(dtype=float)
+    call_all = frame["is_call"].to_numpy(dtype=bool)
     for st in stats:
-        e = datetime.strptime(st["expiry_date"], "%Y-%m-%d").replace(tzinfo=timezone.utc)
-        m = (exp_s >= e.timestamp()) & (exp_s < e.timestamp() + 86400)
-        k = np.log(cols["strike"][m] / st["forward_usd"])
-        iv = cols["iv"][m]
-        call = cols["is_call"][m]
+        m = codes == st["expiry"]
+        k = np.log(strike_all[m] / st["forward_usd"])
+        iv = iv_all[m]
+        call = call_all[m]
         otm = np.where(k >= 0, call, ~call) & np.isfinite(iv) & (iv > 0)
         order = np.argsort(k[otm])
         smile = {"expiry": st["expiry"], "days": st["days"], "t_years": st["t_years"], "forward_usd": st["forward_usd"],
-                 "k": k[otm][order].tolist(), "strike": cols["strike"][m][otm][order].tolist(),
+                 "k": k[otm][order].tolist(), "strike": strike_all[m][otm][order].tolist(),
                  "iv": iv[otm][order].tolist(), "fit_k": [], "fit_iv": [], "fit_rmse": None}
         sl = fits.get(st["expiry"])
         params = _slice_params(sl) if sl else None
@@ -418,12 +382,11 @@ def volatility(db, currency: str) -> dict:
                 smile["fit_iv"] = np.sqrt(w[ok] / t).tolist()
                 smile["fit_rmse"] = num(sl.get("rmse_vol_points"))
         smiles.append(smile)
-    grid = _surface_grid(surface, smiles)
-    return {"currency": currency, "snapshot_id": snap["_id"], "timestamp": iso(ts), "smiles": smiles,
-            "term": [{k: st[k] for k in ("expiry", "days", "atm_iv", "rr25", "bf25", "call25_iv", "put25_iv", "forward_usd")}
-                     for st in stats],
-            "atm_vol_30d": constant_maturity_atm(stats), "has_surface": surface is not None, "surface": grid,
-            "diagnostics": _diagnostics(surface)}
+    grid = _surface_grid(surface, smiles, BASES[basis])
+    return {"currency": currency, "snapshot_id": snap["_id"], "timestamp": iso(ts), "basis": basis, "smiles": smiles,
+            "term": [{k: v for k, v in st.items() if k not in ("expiry_date", "t_years", "n")} for st in stats],
+            "atm_iv_30d_marks": atm_iv_30d_marks(frame, BASES[basis]), "has_surface": surface is not None,
+            "surface": grid, "diagnostics": _diagnostics(surface)}
 
 
 def _diagnostics(surface: dict | None) -> dict:
@@ -435,11 +398,11 @@ def _diagnostics(surface: dict | None) -> dict:
     return {"rmse_median_vol_points": num(get(diag, "rmse_vol_points", "median")),
             "rmse_max_vol_points": num(get(diag, "rmse_vol_points", "max")),
             "butterfly_ok": get(diag, "butterfly", "ok"), "calendar_ok": get(diag, "calendar", "ok"),
-            "atm_vol_30d": num(diag.get("atm_vol_30d")), "vs_vol_30d": num(diag.get("vs_vol_30d")),
+            "atm_iv_30d_svi": _svi_30d(surface, "atm_iv_30d_svi"), "vs_vol_30d_svi": _svi_30d(surface, "vs_vol_30d_svi"),
             "fitted": sum(1 for s in slices if _slice_params(s) is not None), "slices": len(slices)}
 
 
-def _surface_grid(surface: dict | None, smiles: list[dict]) -> dict | None:
+def _surface_grid(surface: dict | None, smiles: list[dict], days_per_year: float) -> dict | None:
     """A (days × log-moneyness → IV) grid: the stored surface's grid, else the SVI slices, else None."""
     grid = get(surface, "grid") if surface else None
     if isinstance(grid, dict):
@@ -451,7 +414,7 @@ def _surface_grid(surface: dict | None, smiles: list[dict]) -> dict | None:
             w = np.asarray(grid["w"], dtype=float)
             z = np.sqrt(np.clip(w, 0, None) / np.asarray(t, dtype=float)[:, None]).tolist()
         if k is not None and (t is not None or days is not None) and z is not None:
-            days = days or [float(x) * DAYS_PER_YEAR for x in t]
+            days = days or [float(x) * days_per_year for x in t]
             z_arr = np.asarray(z, dtype=float)
             if z_arr.shape == (len(k), len(days)):
                 z_arr = z_arr.T
@@ -496,8 +459,10 @@ def portfolio(db, portfolio_id: str | None = None) -> dict | None:
     sector_rows = sorted(({"sector": s, "weight": num(w)} for s, w in (doc.get("sector_weights") or {}).items()
                           if num(w) is not None), key=lambda r: -r["weight"])
     metrics = doc.get("metrics") or {}
-    port_m = metrics.get("portfolio") or {}
-    bench_m = metrics.get("benchmark") or {}
+    # in-sample metrics sit under `in_sample` (documents written before the split have them at the top)
+    ins = metrics.get("in_sample") if isinstance(metrics.get("in_sample"), dict) else metrics
+    port_m = ins.get("portfolio") or {}
+    bench_m = ins.get("benchmark") or {}
     names = [k for k in port_m if num(port_m.get(k)) is not None or num(bench_m.get(k)) is not None]
     metric_rows = [{"name": k, "portfolio": num(port_m.get(k)), "benchmark": num(bench_m.get(k))} for k in names]
     oos = metrics.get("out_of_sample") if isinstance(metrics.get("out_of_sample"), dict) else None
@@ -507,7 +472,8 @@ def portfolio(db, portfolio_id: str | None = None) -> dict | None:
     bench = [num(x) for x in (bt.get("benchmark_equity") or [])]
     return {"portfolio_id": doc.get("portfolio_id"), "model": doc.get("model"), "timestamp": iso(doc.get("timestamp")),
             "params": {k: v for k, v in (doc.get("params") or {}).items() if isinstance(v, (str, int, float, bool))},
-            "assets": asset_rows, "sectors": sector_rows, "metrics": metric_rows,
+            "assets": asset_rows, "sectors": sector_rows, "in_sample": metric_rows,
+            "headline": "out_of_sample" if oos else "in_sample",
             "out_of_sample": [{"name": k, "portfolio": num(get(oos, "portfolio", k)), "benchmark": num(get(oos, "benchmark", k))}
                               for k in (get(oos, "portfolio") or {}) if num(get(oos, "portfolio", k)) is not None] if oos else [],
             "backtest": {"kind": bt.get("kind") or "", "dates": dates, "equity": equity, "benchmark_equity": bench},

@@ -14,7 +14,7 @@ from qortview import fmt as f
 
 @dataclasses.dataclass
 class Row:
-    """A generic display row: up to 8 string cells and a tone ("ok", "failed", "" ...)."""
+    """A generic display row: up to 10 string cells and a tone ("ok", "failed", "" ...)."""
 
     c0: str = ""
     c1: str = ""
@@ -24,6 +24,8 @@ class Row:
     c5: str = ""
     c6: str = ""
     c7: str = ""
+    c8: str = ""
+    c9: str = ""
     tone: str = ""
 
 
@@ -135,8 +137,8 @@ class OverviewState(Base, rx.State):
         data, error, ms = await db.run(db.overview)
         if data:
             self.cards = [Card(currency=c["currency"], snapshot_id=c["snapshot_id"], timestamp=f.text(c["timestamp"]),
-                               spot=f.usd(c["spot_usd"]), atm30=f.pct(c["atm_vol_30d"]),
-                               atm30_surface=f.pct(c["atm_vol_30d_surface"]), instruments=f.integer(c["instruments"]),
+                               spot=f.usd(c["spot_usd"]), atm30=f.pct(c["atm_iv_30d_marks"]),
+                               atm30_surface=f.pct(c["atm_iv_30d_svi"]), instruments=f.integer(c["instruments"]),
                                expiries=f.integer(c["expiries"]), snapshots=f.integer(c["snapshots"]),
                                priced=f.integer(c["priced"]), source=f.text(c["source"])) for c in data["currencies"]]
             self.runs = [Row(r["step"], r["status"], f.text(r["started"]), f.days(None) if r["seconds"] is None else f"{r['seconds']:.1f} s",
@@ -258,17 +260,19 @@ class VolState(Base, rx.State):
                 self.smile_fig = figures.smiles(vol)
                 self.term_fig = figures.term_structure(vol)
                 self.skew_fig = figures.skew(vol)
-                self.atm30 = f.pct(vol.get("atm_vol_30d"))
+                self.atm30 = f.pct(vol.get("atm_iv_30d_marks"))
                 self.info = f"{vol['snapshot_id']} · {len(vol['smiles'])} expiries"
                 self.surface_note = "" if vol["has_surface"] else queries.empty_hint("volatility_surfaces") + " for the SVI fit"
                 d = vol.get("diagnostics") or {}
                 self.fit_line = (f"SVI fit: {d.get('fitted')} of {d.get('slices')} expiries · RMSE median "
                                  f"{f.number(d.get('rmse_median_vol_points'), 2)} vol pts (max {f.number(d.get('rmse_max_vol_points'), 2)}) · "
                                  f"butterfly {'ok' if d.get('butterfly_ok') else 'violations'} · calendar "
-                                 f"{'ok' if d.get('calendar_ok') else 'violations'} · 30d ATM (surface) {f.pct(d.get('atm_vol_30d'))} · "
-                                 f"30d var-swap {f.pct(d.get('vs_vol_30d'))}") if d else ""
-                self.term_rows = [Row(t["expiry"], f.days(t["days"]), f.pct(t["atm_iv"]), f.vol_pts(t["rr25"]), f.vol_pts(t["bf25"]),
-                                      f.pct(t["call25_iv"]), f.pct(t["put25_iv"]), f.usd0(t["forward_usd"])) for t in vol["term"]]
+                                 f"{'ok' if d.get('calendar_ok') else 'violations'} · 30d ATM (SVI) {f.pct(d.get('atm_iv_30d_svi'))} · "
+                                 f"30d var-swap (SVI) {f.pct(d.get('vs_vol_30d_svi'))}") if d else ""
+                self.term_rows = [Row(t["expiry"], f.days(t["days"]), f.pct(t["atm_iv_marks"]), f.vol_pts(t["rr25_marks"]),
+                                      f.vol_pts(t["rr25_svi"]), f.vol_pts(t["bf25_marks"]), f.vol_pts(t["bf25_svi"]),
+                                      f.pct(t["call25_iv_marks"]), f.pct(t["put25_iv_marks"]), f.usd0(t["forward_usd"]))
+                                  for t in vol["term"]]
             self.empty = "" if curs else queries.empty_hint("options_data")
         self._done(error, ms)
 
@@ -317,7 +321,7 @@ class PortfolioState(Base, rx.State):
             self.assets = [Row(r["symbol"], f.pct(r["weight"], 2), r["sector"]) for r in data["assets"]]
             self.sectors = [Row(r["sector"], f.pct(r["weight"], 2)) for r in data["sectors"]]
             self.metrics = [Row(m["name"], self._metric(m["name"], m["portfolio"]), self._metric(m["name"], m["benchmark"]))
-                            for m in data["metrics"]]
+                            for m in data["in_sample"]]
             self.oos = [Row(m["name"], self._metric(m["name"], m["portfolio"]), self._metric(m["name"], m["benchmark"]))
                         for m in data["out_of_sample"]]
             self.excluded = [Row(e["symbol"], e["reason"]) for e in data["excluded"]]

@@ -12,7 +12,7 @@ def currency_card(c: Card) -> rx.Component:
                   align="center", width="100%"),
         rx.text("latest snapshot ", c.snapshot_id, " · ", c.timestamp, size="1", color=MUTED),
         rx.hstack(stat("Spot (index)", c.spot), stat("ATM vol 30d (marks)", c.atm30, "DVOL-like, total variance in T"),
-                  stat("ATM vol 30d (surface)", c.atm30_surface), wrap="wrap", spacing="3", margin_top="8px"),
+                  stat("ATM vol 30d (SVI)", c.atm30_surface), wrap="wrap", spacing="3", margin_top="8px"),
         rx.hstack(stat("Instruments", c.instruments), stat("Expiries", c.expiries), stat("Snapshots stored", c.snapshots),
                   stat("Priced", c.priced), wrap="wrap", spacing="3", margin_top="8px"),
         class_name="currency-card", min_width="420px", flex="1",
