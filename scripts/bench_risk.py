@@ -66,7 +66,8 @@ def main(argv: list[str]) -> int:
     chain = recorded_chain("BTC", CHAIN_FILE)
     surface = fit_surface(pd.DataFrame({"expiry": chain["expiry"], "t_years": chain["t_years"],
                                         "strike": chain["strike_usd"], "option_type": chain["option_type"],
-                                        "forward": chain["forward_usd"], "iv": chain["mark_iv"]}))
+                                        "forward": chain["forward_usd"], "iv": chain["mark_iv"]}),
+                          days_per_year=BASES[chain.attrs["basis"]])
     book = book_of_50(chain)
     grid = GridSpec.linear()                           # −50 … +50 % × −30 … +30 vol points × now, +1 d, +7 d
     days = BASES[chain.attrs["basis"]]

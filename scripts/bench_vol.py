@@ -4,12 +4,9 @@
 Inputs (real, from /work/shared/data; the bench says so and stops if they are absent):
   prices/Mario-SO_ohlcv/<coin>.csv   daily OHLC, the last `--years` (default 7) years
   deribit/daily/*.csv                214 whole-chain snapshots (2025-12-30 … 2026-07-31): per chain, the
-                                     constant-maturity ATM IV from the marks at 7/30/60/90/180 days
-                                     (`qortcli.quant.regime.atm_iv` per expiry, total variance linear in T
-                                     between expiries), the term slope 90 d − 7 d, and RR25/BF25 at 30 days
-                                     (per expiry from Deribit's published deltas with `regime.risk_reversal_butterfly`,
-                                     linear in T between the two expiries around 30 days) — a stand-in for
-                                     the summaries the `surface` step stores.
+                                     marks' summary fields computed as the surface step stores them
+                                     (`qortcli.quant.smile.summary_stats`: constant-maturity ATM IV, RR25, BF25
+                                     at 7/30/60/90/180 days, the term slope 90 d − 7 d; no SVI fit here).
 Timed: `qortcli.quant.vol.vol_report(prices, summaries)` (RV table, rolling RV, ranks, cone, premium,
 today's forecasts and the rolling out-of-sample evaluation) in CPU seconds of this process
 (`time.process_time`, one core) against the 2 s target; imports and the IV build are reported apart.
@@ -48,40 +45,30 @@ def load_prices(coin: str, years: float) -> pd.DataFrame:
 
 
 def build_summaries(coin: str) -> pd.DataFrame:
-    """One summary-like row per daily chain: ATM IV at the tenors, term slope, RR25/BF25 at 30 days (marks)."""
-    from qortcli.quant import regime
+    """One summary row per daily chain, computed as the surface step does (marks only: no surfaces fitted
+    here): the real collector parses the CSV, the store's frame adapter builds the chain frame and
+    `smile.summary_stats` gives atm_iv_{T}d_marks, rr25/bf25 and the term slope."""
+    from qortcli.quant import smile
+    from qortcli.sources.deribit import chains_from_file
+    from qortcli.steps.collect import option_documents
+    from qortcli.store.frames import chain_frame
+    from qortcli.store.ops import snapshot_id_for, to_plain
 
     folder = DATA / "deribit" / "daily"
     files = sorted(folder.glob("deribit_options_snapshot_*.csv"))
     if not files:
         raise SystemExit(f"bench vol: no daily chains in {folder}")
-    cols = ["timestamp", "currency", "strike", "expiry_datetime", "underlying", "implied_volatility",
-            "option_type", "delta"]
     rows = []
     for path in files:
-        chain = pd.read_csv(path, usecols=cols)
-        chain = chain[chain["currency"] == coin.upper()]
-        taken = pd.to_datetime(chain["timestamp"], utc=True).max()
-        expiry = pd.to_datetime(chain["expiry_datetime"], utc=True)
-        chain = chain.assign(t=(expiry - taken).dt.total_seconds() / SECONDS_PER_YEAR)
-        chain = chain[chain["t"] > 0]
-        ts, atm, rr, bf = [], [], [], []
-        for t, g in chain.groupby("t"):
-            a = regime.atm_iv(g["strike"], g["implied_volatility"], float(g["underlying"].median()))
-            calls, puts = g[g["option_type"] == "call"], g[g["option_type"] == "put"]
-            s = regime.risk_reversal_butterfly(calls["delta"], calls["implied_volatility"], puts["delta"],
-                                               puts["implied_volatility"], a)
-            ts.append(t), atm.append(a), rr.append(s["rr"]), bf.append(s["bf"])
-        row = {"timestamp": taken}
-        for tenor in TENORS:
-            row[f"atm_iv_{tenor}d_marks"] = regime.constant_maturity_atm(ts, atm, tenor / 365.0)
-        row["term_slope_marks"] = row["atm_iv_90d_marks"] - row["atm_iv_7d_marks"]
-        t, r, b = np.array(ts), np.array(rr), np.array(bf)
-        ok = np.isfinite(r) & np.isfinite(b)
-        row["rr25_30d_marks"] = float(np.interp(30 / 365.0, t[ok], r[ok])) if ok.any() else np.nan
-        row["bf25_30d_marks"] = float(np.interp(30 / 365.0, t[ok], b[ok])) if ok.any() else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("timestamp")
+        for chain in chains_from_file(path):
+            if chain.currency != coin.upper():
+                continue
+            sid = snapshot_id_for(chain.currency, chain.timestamp)
+            docs = [to_plain(d) for d in option_documents(chain.records, sid, chain.timestamp, chain.source)]
+            frame = chain_frame(docs, chain.timestamp)
+            stats = smile.summary_stats(frame[frame["t_years"] > 0], None, TENORS, 365.0).fields()
+            rows.append({"timestamp": chain.timestamp, **{k: v for k, v in stats.items() if k != "term_structure"}})
+    return pd.DataFrame(rows).set_index("timestamp").astype(float)
 
 
 def _fmt(value, digits=4):

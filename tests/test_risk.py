@@ -36,7 +36,7 @@ def chain():
 def surface(chain):
     inputs = pd.DataFrame({"expiry": chain["expiry"], "t_years": chain["t_years"], "strike": chain["strike_usd"],
                            "option_type": chain["option_type"], "forward": chain["forward_usd"], "iv": chain["mark_iv"]})
-    return fit_surface(inputs)
+    return fit_surface(inputs, days_per_year=365.0)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from qortcli.quant import regime
 from qortcli.sources.yahoo import read_yahoo_csv
 from qortcli.timeutils import BASES
 
@@ -30,29 +29,23 @@ def bars(coin: str = "btc") -> pd.DataFrame:
 
 @lru_cache(maxsize=None)
 def _january_atm(coin: str) -> pd.DataFrame:
+    from chain_fixtures import recorded_chain
+
+    from qortcli.quant import smile
+
     rows = []
     for path in sorted(FIXTURES.glob("deribit_options_snapshot_202601*.csv")):
-        chain = pd.read_csv(path, usecols=["timestamp", "currency", "strike", "expiry_datetime", "underlying",
-                                           "implied_volatility"])
-        chain = chain[chain["currency"] == coin.upper()]
-        taken = pd.to_datetime(chain["timestamp"], utc=True).max()
-        t = (pd.to_datetime(chain["expiry_datetime"], utc=True) - taken).dt.total_seconds() / YEAR_S
-        chain = chain.assign(t=t)[t > 0]
-        ts, vols = [], []
-        for tt, g in chain.groupby("t"):
-            ts.append(tt)
-            vols.append(regime.atm_iv(g["strike"], g["implied_volatility"], float(g["underlying"].median())))
-        rows.append({"timestamp": taken, **{f"atm_iv_{d}d_marks": regime.constant_maturity_atm(ts, vols, d / 365.0)
-                                            for d in (7, 30, 60, 90, 180)}})
-    frame = pd.DataFrame(rows).set_index("timestamp").sort_index()
-    frame["term_slope_marks"] = frame["atm_iv_90d_marks"] - frame["atm_iv_7d_marks"]
-    return frame
+        frame = recorded_chain(coin.upper(), path.name)
+        stats = smile.summary_stats(frame[frame["t_years"] > 0], None, (7, 30, 60, 90, 180), 365.0).fields()
+        rows.append({"timestamp": frame.attrs["timestamp"],
+                     **{k: v for k, v in stats.items() if k.startswith("atm_iv_") or k == "term_slope_marks"}})
+    return pd.DataFrame(rows).set_index("timestamp").sort_index().astype(float)
 
 
 def january_summaries(coin: str = "btc") -> pd.DataFrame:
     """Summary-like frame, one row per recorded chain (2026-01-05 … 01-11, ~4 a day): constant-maturity
-    ATM IV from the marks at 7/30/60/90/180 days (regime.atm_iv, total variance linear in T) and the
-    90 − 7 day term slope; index = snapshot time (UTC)."""
+    ATM IV from the marks at 7/30/60/90/180 days and the 90 − 7 day term slope, computed as the surface step's
+    summaries are (`smile.summary_stats` on the store's chain frame); index = snapshot time (UTC)."""
     return _january_atm(coin).copy()
 
 

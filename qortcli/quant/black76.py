@@ -247,6 +247,19 @@ def forward_delta(F, K, t_years, sigma, is_call):
     return np.where(valid, np.where(call, n1, n1 - 1.0), np.nan)
 
 
+def forward_gamma(F, K, t_years, sigma):
+    """Black-76 gamma ``d²P/dF² = φ(d1) / (F σ √T)`` per USD (calls and puts alike, zero rate); NaN where
+    ``t_years <= 0`` or ``sigma <= 0`` or an input is missing. The gamma-only kernel of `greeks` for code that
+    needs nothing else (exposure profiles over many spot levels)."""
+    F, K, t_years, sigma = as_arrays(F, K, t_years, sigma)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        valid = (F > 0) & (K > 0) & (t_years > 0) & (sigma > 0)
+        s = sigma * np.sqrt(t_years)
+        d1 = np.log(F / K) / s + 0.5 * s
+        gamma = norm_pdf(d1) / (F * s)
+    return np.where(valid, gamma, np.nan)
+
+
 def prob_above(k, w, dw_dk=0.0):
     """Risk-neutral probability that the underlying ends above the strike, ``P(S_T > K)`` (a probability).
 

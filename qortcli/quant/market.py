@@ -420,7 +420,7 @@ def _gex_profile(F, K, T, iv, pos, spot, e, n_exp, grid: SpotGrid):
 
     def gex_matrix(levels):
         """GEX at spot multiples `levels` (rows × distinct options)."""
-        return black76.greeks(F[None, :] * levels, K, T, iv, kind)["gamma"] * weight * levels * levels
+        return black76.forward_gamma(F[None, :] * levels, K, T, iv) * weight * levels * levels
 
     coarse = gex_matrix(m[:, None]) @ onehot                                        # G × n_exp
     profile = np.column_stack([coarse, coarse.sum(axis=1)])
@@ -530,9 +530,10 @@ def market_statistics(frame: pd.DataFrame, *, days_per_year: float, dealer: "Dea
     profile, flips = np.zeros((grid.points, n_exp + 1)), np.full(n_exp + 1, np.nan)
     if h.size:
         pos = np.where(call[h], dealer.calls, dealer.puts) * oi[h]
-        at_spot = black76.greeks(F[h], K[h], T[h], iv[h], call[h])
-        gex[h] = pos * (F[h] / spot) * at_spot["gamma"] * spot * spot / 100.0     # s·OI·d²U/dS²·S²/100
-        dex[h] = pos * at_spot["delta"] * spot / 100.0                          # s·OI·dU/dS·S/100
+        gamma = black76.forward_gamma(F[h], K[h], T[h], iv[h])
+        delta = black76.forward_delta(F[h], K[h], T[h], iv[h], call[h])
+        gex[h] = pos * (F[h] / spot) * gamma * spot * spot / 100.0              # s·OI·d²U/dS²·S²/100
+        dex[h] = pos * delta * spot / 100.0                                     # s·OI·dU/dS·S/100
         profile, flips = _gex_profile(F[h], K[h], T[h], iv[h], pos, spot, e[h], n_exp, grid)
     option_sums = {"gex_calls_usd_per_pct_marks": gex * call, "gex_puts_usd_per_pct_marks": gex * put,
                    "gex_usd_per_pct_marks": gex, "dex_usd_per_pct_marks": dex}
