@@ -16,7 +16,8 @@ from qortcli.errors import StepError
 from qortcli.quant import surface as sf
 from qortcli.quant import svi
 from qortcli.steps.collect import run_collect_file
-from qortcli.steps.surface import latest_surface, run_surface
+from qortcli.steps.surface import run_surface
+from qortcli.store.read import latest_surface
 from qortcli.store import schema
 
 FIXTURES = Path(__file__).parent / "fixtures"

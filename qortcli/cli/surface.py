@@ -19,29 +19,58 @@ def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
                                                    help="Only this currency (e.g. BTC); default: every currency."),
             plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.html|FILE.png",
                                                 help="Also write a plotly 3D surface with the market points and "
-                                                     "smiles (.html; .png needs kaleido).")) -> None:
+                                                     "smiles (.html; .png needs kaleido)."),
+            backfill: bool = typer.Option(False, "--backfill",
+                                          help="Instead of fitting the latest chain: write the per-snapshot "
+                                               "summaries that stored snapshots lack (history views read them).")
+            ) -> None:
     """Fit an arbitrage-checked SVI volatility surface to the latest snapshot of each currency and store it.
 
     Prints per expiry: T, ATM vol, 25Δ risk reversal and butterfly of the SVI fit, fit RMSE (vol points) and
     arbitrage flags, plus the 30-day constant-maturity ATM vol and variance-swap vol (DVOL-like) of the fit.
     (The same figures from the marks are in `qortcli suggest` and the viewer, labelled "marks".)
 
+    Each fit also stores the snapshot's summary (constant-maturity ATM IV, RR25, BF25 at 7–180 days from
+    the marks and from the fit, the variance-swap vol, positioning totals): the source of every history view.
+
     Example: qortcli surface --currency BTC --plot btc_surface.html
+
+    Example: qortcli surface --backfill      # summaries for snapshots stored before they existed
     """
     st = state(ctx, db, as_json)
+    if backfill:
+        with handled(st):
+            if plot is not None:
+                raise UsageError("--backfill writes summaries only; run --plot without it")
+            from qortcli.cli.collect import _progress
+            from qortcli.steps.surface import run_backfill
+
+            database = open_db(st)
+            with _progress(st, "summaries") as progress:
+                summary = run_backfill(database, currency=currency, progress=progress)
+            emit(st, summary, _render_backfill)
+        return
     with handled(st):
         if plot is not None and plot.suffix.lower() not in (".html", ".htm", ".png"):
             raise UsageError(f"--plot {plot}: the file must end in .html or .png")
         if plot is not None and plot.suffix.lower() == ".png":
             _require_png_export()
-        from qortcli.steps.surface import latest_surface, run_surface
+        from qortcli.steps.surface import run_surface
+        from qortcli.store import read
 
         database = open_db(st)
         summary = run_surface(database, currency=currency)
         if plot is not None:
-            docs = [latest_surface(database, s["currency"]) for s in summary["surfaces"]]
+            docs = [read.surface_at(database, s["snapshot_id"]) for s in summary["surfaces"]]
             summary["plot"] = str(write_plot([d for d in docs if d], plot))
         emit(st, summary, _render)
+
+
+def _render_backfill(console, summary: dict) -> None:
+    console.print(f"{summary['written']:,} summaries written for {summary['candidates']:,} snapshots without one "
+                  f"({', '.join(summary['currencies']) or 'no currency'}) in {summary['seconds']:.1f} s", highlight=False)
+    for row in summary["failed"][:10]:
+        console.print(f"[yellow]not written[/] {row['snapshot_id']}: {row['error']}", highlight=False)
 
 
 SHORT = {"butterfly_arbitrage": "butterfly-arb", "calendar_arbitrage": "calendar-arb",

@@ -27,20 +27,9 @@ import pandas as pd
 from qortcli.errors import StepError
 from qortcli.quant.surface import fit_surface
 from qortcli.steps.common import latest_chains
-from qortcli.store import ops, schema
+from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, DEFAULT_BASIS, require_utc, utcnow, year_fraction
-
-PROJECTION = {"_id": 0, "symbol": 1, "expiry": 1, "strike": 1, "option_type": 1, "forward": 1,
-              "implied_volatility": 1, "open_interest": 1, "model.iv_mark": 1, "model.t_years": 1}
-
-
-def _num(value) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out
+from qortcli.timeutils import BASES, DEFAULT_BASIS, utcnow
 
 
 def default_basis() -> str:
@@ -50,41 +39,35 @@ def default_basis() -> str:
     return get_settings().section("pricing").get("day_count", DEFAULT_BASIS)
 
 
-def chain_frame(docs: list[dict], timestamp, basis: str = DEFAULT_BASIS) -> tuple[pd.DataFrame, dict]:
-    """options_data documents → the chain frame `fit_surface` takes (t_years on `basis`), and where the
-    vols came from."""
-    timestamp = require_utc(timestamp, "snapshot time")
-    rows, source = [], {"model.iv_mark": 0, "implied_volatility": 0, "none": 0}
-    for d in docs:
-        model = d.get("model") or {}
-        iv = _num(model.get("iv_mark"))
-        if math.isfinite(iv) and iv > 0:
-            source["model.iv_mark"] += 1
-        else:
-            iv = _num(d.get("implied_volatility"))
-            source["implied_volatility" if math.isfinite(iv) and iv > 0 else "none"] += 1
-        expiry = require_utc(d["expiry"], "expiry")
-        t = year_fraction(timestamp, expiry, basis)
-        rows.append((expiry, t, _num(d.get("strike")), str(d.get("option_type") or ""), _num(d.get("forward")),
-                     iv, _num(d.get("open_interest"))))
-    frame = pd.DataFrame(rows, columns=["expiry", "t_years", "strike", "option_type", "forward", "iv",
-                                        "open_interest"])
-    return frame, source
+def fit_inputs(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The chain frame (`qortcli.store.frames`) → the columns `fit_surface` takes, and where the vols came
+    from: the price step's `iv_mark` where it solved one, else Deribit's `mark_iv`."""
+    model = frame["iv_mark"].to_numpy(dtype=float)
+    raw = frame["mark_iv"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        use_model = np.isfinite(model) & (model > 0)
+        use_raw = ~use_model & np.isfinite(raw) & (raw > 0)
+    iv = np.where(use_model, model, np.where(use_raw, raw, np.nan))
+    source = {"model.iv_mark": int(use_model.sum()), "implied_volatility": int(use_raw.sum()),
+              "none": int((~use_model & ~use_raw).sum())}
+    inputs = pd.DataFrame({"expiry": frame["expiry"], "t_years": frame["t_years"], "strike": frame["strike_usd"],
+                           "option_type": frame["option_type"], "forward": frame["forward_usd"], "iv": iv,
+                           "open_interest": frame["open_interest_coin"]})
+    return inputs, source
 
 
-def surface_document(currency: str, snapshot: dict, docs: list[dict], basis: str = DEFAULT_BASIS) -> dict:
-    """Fit the surface of one snapshot's documents and build its `volatility_surfaces` document."""
-    if basis not in BASES:
-        raise StepError(f"unknown day-count basis {basis!r}; use one of {sorted(BASES)}")
-    timestamp = require_utc(snapshot["timestamp"], "snapshot time")
-    frame, source = chain_frame(docs, timestamp, basis)
-    frame = frame[np.isfinite(frame["strike"]) & np.isfinite(frame["forward"]) & (frame["forward"] > 0)]
+def surface_document(chain: read.Chain) -> dict:
+    """Fit the surface of one chain and build its `volatility_surfaces` document (t_years on the frame's basis)."""
+    info, frame = chain.snapshot, chain.frame
+    basis = frame.attrs.get("basis") or DEFAULT_BASIS
+    inputs, source = fit_inputs(frame)
+    inputs = inputs[np.isfinite(inputs["strike"]) & np.isfinite(inputs["forward"]) & (inputs["forward"] > 0)]
     # expiries whose forward or time is unusable cannot be fitted: keep them out
-    frame = frame[frame["t_years"] > 0]
-    if frame.empty:
-        raise StepError(f"snapshot {snapshot['_id']} has no unexpired options with a forward")
-    fitted = fit_surface(frame, days_per_year=BASES[basis]).to_document()
-    return {"currency": currency, "snapshot_id": snapshot["_id"], "timestamp": timestamp, "basis": basis,
+    inputs = inputs[inputs["t_years"] > 0]
+    if inputs.empty:
+        raise StepError(f"snapshot {info.snapshot_id} has no unexpired options with a forward")
+    fitted = fit_surface(inputs, days_per_year=BASES[basis]).to_document()
+    return {"currency": info.currency, "snapshot_id": info.snapshot_id, "timestamp": info.timestamp, "basis": basis,
             "fitted_at": utcnow(), "input_vol": source, **fitted}
 
 
@@ -95,20 +78,38 @@ def run_surface(db, currency: str | None = None, basis: str | None = None) -> di
     rmse_vol_points, butterfly_ok, calendar_ok, atm_iv_30d_svi, vs_vol_30d_svi, expiries_table: [...]}],
     "basis", "stored", "seconds"}.
     """
+    from qortcli.steps.summaries import write_summary
+
     clock = time.perf_counter()
     basis = basis or default_basis()
+    if basis not in BASES:
+        raise StepError(f"unknown day-count basis {basis!r}; use one of {sorted(BASES)}")
     with recorded_run(db, "surface", {"currency": currency, "basis": basis}) as run:
-        summaries, documents = [], []
-        for cur, snap, docs in latest_chains(db, currency, PROJECTION):
-            doc = surface_document(cur, snap, docs, basis)
-            documents.append(doc)
-            summaries.append(summarise(doc))
-        stored = ops.upsert_many(db, schema.SURFACES, documents)
+        summaries, stored = [], 0
+        for chain in latest_chains(db, currency, basis):
+            doc = surface_document(chain)
+            stored += ops.upsert_many(db, schema.SURFACES, [doc])
+            summary = summarise(doc)
+            summary["snapshot_summary"] = write_summary(db, chain, doc)["snapshot_id"]
+            summaries.append(summary)
         run.counts.update(surfaces=stored, fitted=sum(s["fitted"] for s in summaries),
                           expiries=sum(s["expiries"] for s in summaries),
-                          skipped_bad_vol=sum(s["skipped_bad_vol"] for s in summaries))
+                          skipped_bad_vol=sum(s["skipped_bad_vol"] for s in summaries), summaries=len(summaries))
     return {"step": "surface", "basis": basis, "surfaces": summaries, "stored": stored,
             "seconds": round(time.perf_counter() - clock, 3)}
+
+
+def run_backfill(db, currency: str | None = None, basis: str | None = None, progress=None) -> dict:
+    """`surface --backfill`: write the per-snapshot summaries that stored snapshots lack (from their stored
+    surface where there is one, else from the marks alone)."""
+    from qortcli.steps.summaries import backfill
+
+    clock = time.perf_counter()
+    basis = basis or default_basis()
+    with recorded_run(db, "surface", {"currency": currency, "basis": basis, "backfill": True}) as run:
+        done = backfill(db, currency, basis, progress=progress)
+        run.counts.update(summaries=done["written"], failed=len(done["failed"]))
+    return {"step": "surface-backfill", "basis": basis, **done, "seconds": round(time.perf_counter() - clock, 3)}
 
 
 def summarise(doc: dict) -> dict:
@@ -134,7 +135,3 @@ def summarise(doc: dict) -> dict:
             "expiries_table": table}
 
 
-def latest_surface(db, currency: str) -> dict | None:
-    """The stored surface document of `currency`'s newest snapshot, or None."""
-    found = list(db[schema.SURFACES].find({"currency": currency.upper()}).sort("timestamp", -1).limit(1))
-    return found[0] if found else None
