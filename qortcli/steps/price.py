@@ -119,15 +119,17 @@ def run_price(db, currency: str | None = None, check: bool = False, basis: str =
     clock = time.perf_counter()
     with recorded_run(db, "price", {"currency": currency, "check": check, "basis": basis}) as run:
         snapshots, rows = [], []
-        for cur, snap, docs in latest_chains(db, currency):
+        for chain in latest_chains(db, currency, basis):
+            cur, sid = chain.snapshot.currency, chain.snapshot.snapshot_id
+            docs = ops.snapshot_documents(db, sid)
             docs.sort(key=lambda d: (d["expiry"], d.get("strike") or 0.0, d.get("option_type") or ""))
-            timestamp = require_utc(snap["timestamp"], "snapshot time")
+            timestamp = chain.snapshot.timestamp
             model = price_documents(docs, timestamp, basis)
             priced_at = utcnow()
-            if write:
+            if write:  # a narrow update: the collected fields are never rewritten
                 subdocs = _model_subdocs(model, basis, priced_at)
-                ops.upsert_many(db, schema.OPTIONS, [{**doc, "model": sub} for doc, sub in zip(docs, subdocs)])
-            entry = {"currency": cur, "snapshot_id": snap["_id"], "timestamp": timestamp, "priced": len(docs),
+                ops.update_fields(db, schema.OPTIONS, [(doc["_id"], {"model": sub}) for doc, sub in zip(docs, subdocs)])
+            entry = {"currency": cur, "snapshot_id": sid, "timestamp": timestamp, "priced": len(docs),
                      "expiries": len({d["expiry"] for d in docs}),
                      "iv_failures": {f"iv_{x}": _reason_counts(model[f"iv_{x}_reason"]) for x in ("mark", "bid", "ask")}}
             if check:
