@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from qortcli.config import get_settings
-from qortcli.quant import regime as reg
+from qortcli.quant import realised, vol_history
 from qortcli.quant import smile
 from qortcli.quant import strategies as strat
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -56,26 +56,28 @@ def test_constant_maturity_atm_is_linear_in_total_variance():
 
 
 def test_percentile_rank():
-    assert reg.percentile_rank(3.0, [1, 2, 3, 4]) == pytest.approx(0.625)  # (2 below + ½·1 equal)/4
-    assert math.isnan(reg.percentile_rank(1.0, []))
+    assert vol_history.percentile_rank(3.0, [1, 2, 3, 4]) == pytest.approx(0.625)  # (2 below + ½·1 equal)/4
+    assert math.isnan(vol_history.percentile_rank(1.0, []))
 
 
 def test_realised_vol_on_recorded_btc_closes():
-    """30 daily log returns of the recorded BTC-USD closes up to 2023-03-31, × √365 (hand: numpy std)."""
+    """The rules' realised vol: the 30 daily log returns of the recorded BTC-USD closes up to 2023-03-31
+    (gap-free), annualised √(365 × mean r²) — the project's one RV rule (`quant.realised`, zero mean)."""
     raw = pd.read_csv(FIXTURES / "prices" / "BTC-USD.csv", parse_dates=["Date"])
-    dates = [d.to_pydatetime().replace(tzinfo=timezone.utc) for d in raw["Date"]]
+    prices = pd.DataFrame({"close": raw["Close"].to_numpy()},
+                          index=pd.DatetimeIndex(raw["Date"]).tz_localize("UTC"))
     as_of = datetime(2026, 1, 5, 4, tzinfo=timezone.utc)
-    out = reg.realised_vol(dates, raw["Close"].to_numpy(), as_of, 30, 365)
+    out = realised.realised_vol(prices, 30, as_of=as_of, days_per_year=365)
     last = raw["Close"].to_numpy()[-31:]
     r = np.log(last[1:] / last[:-1])
-    assert out["rv"] == pytest.approx(math.sqrt(np.sum((r - r.mean()) ** 2) / 29) * math.sqrt(365))
-    assert out["n_returns"] == 30
-    assert out["end"].date().isoformat() == "2023-03-31"
-    assert out["start"].date() == (raw["Date"].iloc[-31]).date()
-    assert out["age_days"] > 1000  # the recorded history is ~2¾ years older than the Jan 2026 options
+    assert out.vol == pytest.approx(math.sqrt(365 * np.mean(r * r)))
+    assert out.n_returns == 30 and out.n_gap_returns == 0
+    assert out.span_end.date().isoformat() == "2023-03-31"
+    assert out.span_start.date() == (raw["Date"].iloc[-30]).date()   # the first return: close −31 → close −30
+    assert (as_of - out.span_end).days > 1000  # the recorded history is ~2¾ years older than the Jan 2026 options
     # as of an earlier date only earlier closes are used
-    earlier = reg.realised_vol(dates, raw["Close"].to_numpy(), datetime(2022, 1, 1, tzinfo=timezone.utc))
-    assert earlier["end"].date().isoformat() == "2022-01-01"
+    earlier = realised.realised_vol(prices, 30, as_of=datetime(2022, 1, 1, tzinfo=timezone.utc))
+    assert earlier.span_end.date().isoformat() == "2022-01-01"
 
 
 def test_risk_reversal_from_recorded_deltas():

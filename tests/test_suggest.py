@@ -22,7 +22,7 @@ from qortcli.quant.strategies import STRATEGIES
 from qortcli.store import connect, ensure_schema, ops, schema
 from qortcli.steps.collect import run_collect_file
 from qortcli.steps.suggest import run_suggest, run_track
-from qortcli.steps.surface import run_surface
+from qortcli.steps.surface import run_backfill, run_surface
 FIXTURES = Path(__file__).parent / "fixtures"
 
 pytestmark = pytest.mark.slow  # imports four recorded snapshots (~5 s each) and fits a surface
@@ -56,6 +56,7 @@ def store(tmp_path_factory):
     short_dated = run_suggest(db, expiry="9JAN26", strategies=["short_strangle", "iron_condor", "long_straddle"], top=0)
     for stamp in STAMPS[1:]:
         run_collect_file(db, FILES[stamp])
+    run_backfill(db)   # the per-snapshot summaries (the worker's surface step writes them after each collect)
     later = [run_suggest(db, snapshot_id=f"{cur}-{F2}", strategies=list(STRATEGIES), top=5) for cur in ("BTC", "ETH")]
     track = run_track(db)
     yield {"db": db, "path": path, "by_rules": by_rules, "every": every, "short_dated": short_dated,

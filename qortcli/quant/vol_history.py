@@ -107,6 +107,19 @@ class RankPercentile:
     reason: str | None = None
 
 
+def percentile_rank(value: float, history) -> float:
+    """Fraction (0..1) of `history` at or below `value`, ties counted half (the mean of the strict and the
+    weak rank: scipy's `percentileofscore(kind="mean")`); NaN when `history` has no finite point. The
+    strategy rules' IV percentile (today's value counted in its own history); `rank_percentile` below is the
+    strict form over a window, for `qortcli vol`."""
+    from scipy.stats import percentileofscore
+
+    h = np.asarray([x for x in history if x is not None and np.isfinite(x)], dtype=float)
+    if h.size == 0 or value is None or not np.isfinite(value):
+        return float("nan")
+    return float(percentileofscore(h, value, kind="mean") / 100.0)
+
+
 def rank_percentile(series: pd.Series, lookback_days: int, as_of=None, min_points: int = MIN_POINTS) -> RankPercentile:
     """Rank and percentile (fractions) of the last value at or before `as_of` among the points of the
     `lookback_days` calendar days ending on `as_of`; the definitions are in the module docstring."""

@@ -42,14 +42,13 @@ import pandas as pd
 from qortcli.config import get_settings
 from qortcli.errors import StepError, UsageError
 from qortcli.quant import payoff as pay
-from qortcli.quant import regime as reg
-from qortcli.quant import smile
+from qortcli.quant import realised, smile, vol_history
 from qortcli.quant import strategies as strat
 from qortcli.quant import tracking
 from qortcli.steps.common import currencies_to_process
-from qortcli.store import ops, schema
+from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, expiry_code, utcnow, year_fraction
+from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, expiry_code, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -83,55 +82,29 @@ def _num(value):
 
 # ------------------------------------------------------------------------------------------ reading
 
-def load_chain(db, snapshot: dict, day_count: str = "ACT/365") -> pd.DataFrame:
-    """The snapshot's unexpired options as a chain DataFrame (see `qortcli.quant.strategies`)."""
-    docs = ops.snapshot_documents(db, snapshot["_id"], _PROJECTION)
-    taken = as_utc(snapshot["timestamp"])
-    rows = []
-    for d in docs:
-        expiry = as_utc(d["expiry"])
-        t = year_fraction(taken, expiry, day_count)
-        if t <= 0:
-            continue  # never an expired leg
-        model = d.get("model") or {}
-        published = d.get("greeks") or {}
-        delta, source = model.get("delta"), "model"
-        if delta is None:
-            delta, source = published.get("delta"), "deribit"
-        greeks = {k: model[k] for k in ("delta", "gamma", "vega", "theta", "delta_coin", "gamma_coin",
-                                        "vega_coin", "theta_coin") if model.get(k) is not None}
-        if not greeks:
-            greeks = {k: v for k, v in published.items() if v is not None}
-        rows.append({"symbol": d["symbol"], "option_type": d["option_type"], "strike": float(d["strike"]),
-                     "expiry": expiry, "t_years": t, "delta": _num(delta), "delta_source": source if delta is not None else None,
-                     "bid_coin": _num(d.get("bid_crypto")), "ask_coin": _num(d.get("ask_crypto")),
-                     "mark_coin": _num(d.get("premium_crypto")), "iv": _num(d.get("implied_volatility")),
-                     "forward_usd": _num(d.get("forward")), "index_usd": _num(d.get("index_price")),
-                     "greeks": greeks or None})
-    frame = pd.DataFrame(rows)
+def load_chain(db, snapshot: dict, day_count: str = DEFAULT_BASIS) -> pd.DataFrame:
+    """The snapshot's unexpired options as the strategy builder's chain frame (see `qortcli.quant.strategies`),
+    from the store's one chain frame (`read.chain_at`): deltas from the price step, else Deribit's."""
+    frame = read.chain_at(db, snapshot["_id"], day_count).frame
+    frame = frame[frame["t_years"] > 0]   # never an expired leg
     if frame.empty:
-        return frame
-    # one forward per expiry (Deribit stamps rows separately): the median
-    frame["forward_usd"] = frame.groupby("expiry")["forward_usd"].transform("median")
-    return frame.sort_values(["expiry", "option_type", "strike"]).reset_index(drop=True)
-
-
-def _load_marks(db, snapshot: dict, day_count: str) -> pd.DataFrame:
-    """Just what the IV level needs (expiry, t_years, forward_usd, strike, iv) for one snapshot, vectorised."""
-    docs = ops.snapshot_documents(db, snapshot["_id"], {"_id": 0, "expiry": 1, "strike": 1,
-                                                         "implied_volatility": 1, "forward": 1})
-    if not docs:
         return pd.DataFrame()
-    frame = pd.DataFrame(docs)
-    expiry = pd.to_datetime(frame["expiry"], utc=True)
-    seconds = (expiry - pd.Timestamp(as_utc(snapshot["timestamp"]))).dt.total_seconds().to_numpy()
-    frame = pd.DataFrame({"expiry": expiry, "t_years": seconds / (BASES[day_count] * 86400.0),
-                          "forward_usd": pd.to_numeric(frame["forward"], errors="coerce"),
-                          "strike": pd.to_numeric(frame["strike"], errors="coerce"),
-                          "iv": pd.to_numeric(frame["implied_volatility"], errors="coerce")})
-    frame = frame[frame["t_years"] > 0].copy()
-    frame["forward_usd"] = frame.groupby("expiry")["forward_usd"].transform("median")
-    return frame
+    model_cols = ("delta", "gamma", "vega", "theta", "delta_coin", "gamma_coin", "vega_coin", "theta_coin")
+    published_cols = {f"{g}_deribit": g for g in ("delta", "gamma", "vega", "theta", "rho")}
+    model = frame[list(model_cols)]
+    published = frame[list(published_cols)].rename(columns=published_cols)
+    priced = model.notna().any(axis=1).to_numpy()
+    greeks = [({k: v for k, v in m.items() if v == v} if p else {k: v for k, v in q.items() if v == v}) or None
+              for m, q, p in zip(model.to_dict("records"), published.to_dict("records"), priced)]
+    delta = frame["delta"].where(frame["delta"].notna(), frame["delta_deribit"])
+    source = np.where(frame["delta"].notna(), "model", np.where(frame["delta_deribit"].notna(), "deribit", None))
+    out = pd.DataFrame({"symbol": frame["instrument"], "option_type": frame["option_type"],
+                        "strike": frame["strike_usd"], "expiry": [e.to_pydatetime() for e in frame["expiry"]],
+                        "t_years": frame["t_years"], "delta": delta, "delta_source": source,
+                        "bid_coin": frame["bid_coin"], "ask_coin": frame["ask_coin"], "mark_coin": frame["mark_coin"],
+                        "iv": frame["mark_iv"], "forward_usd": frame["expiry_forward_usd"],
+                        "index_usd": frame["index_usd"], "greeks": greeks})
+    return out.sort_values(["expiry", "option_type", "strike"]).reset_index(drop=True)
 
 
 def expiry_table(chain: pd.DataFrame, days_per_year: float = BASES[DEFAULT_BASIS]) -> pd.DataFrame:
@@ -187,30 +160,42 @@ def _front_expiry(expiries: pd.DataFrame, chosen: pd.Series, cfg: dict) -> pd.Se
 
 
 def _iv_history(db, currency: str, as_of: datetime, cfg: dict, current_sid: str, current_value: float) -> list[dict]:
-    """The IV-level measure at every stored complete snapshot of `currency` up to `as_of`."""
+    """The IV-level measure (constant-maturity ATM IV from the marks) as of `as_of`, no look-ahead, from the
+    per-snapshot summaries (`read.summary_history`: one point a day for earlier days, then every snapshot of
+    `as_of`'s day) over `iv_history_days` — never the raw chains. The current snapshot counts with the value
+    measured now."""
+    column = f"atm_iv_{smile.tenor_label(cfg['iv_tenor_days'])}_marks"
+    frame = read.summary_history(db, currency, as_of, float(cfg.get("iv_history_days", 365)), [column])
     out = []
-    for snap in ops.list_snapshots(db, "options", currency):
-        ts = as_utc(snap["timestamp"])
-        if ts > as_of:
+    for ts, row in frame.iterrows():
+        sid = row.get("snapshot_id")
+        if sid == current_sid:
             continue
-        if snap["_id"] == current_sid:
-            value = current_value
-        else:
-            marks = _load_marks(db, snap, cfg["day_count"])
-            value = iv_level(expiry_table(marks), cfg["iv_tenor_days"]) if not marks.empty else float("nan")
-        out.append({"snapshot_id": snap["_id"], "timestamp": ts, "iv": value})
-    return out
+        value = row.get(column)
+        out.append({"snapshot_id": sid, "timestamp": ts.to_pydatetime(),
+                    "iv": float(value) if value is not None and value == value else float("nan")})
+    out.append({"snapshot_id": current_sid, "timestamp": as_of, "iv": current_value})
+    return sorted(out, key=lambda h: h["timestamp"])
 
 
 def _realised(db, currency: str, as_of: datetime, cfg: dict) -> dict:
-    docs = list(db[schema.PRICES].find({"symbol": currency, "timestamp": {"$lte": as_of}},
-                                       {"timestamp": 1, "close": 1}).sort("timestamp", -1)
-                .limit(int(cfg["rv_window_days"]) + 1))
-    if not docs:
-        return {"rv": None, "n_returns": 0, "start": None, "end": None, "age_days": None, "symbol": currency}
-    out = reg.realised_vol([as_utc(d["timestamp"]) for d in docs], [d["close"] for d in docs], as_of,
-                           int(cfg["rv_window_days"]), float(cfg["rv_annualisation_days"]))
-    out["symbol"] = currency
+    """Realised vol of `price_data` closes of the currency's ticker: `realised.realised_vol` (the one gap-aware
+    rule: a return spanning a missing day is dropped, not annualised as one day) over the `rv_window_days`
+    calendar days ending on the last close at or before `as_of`; its age is checked by the rules."""
+    window = int(cfg["rv_window_days"])
+    prices = read.price_series(db, currency, end=as_of)
+    out = {"rv": None, "n_returns": 0, "start": None, "end": None, "age_days": None, "symbol": currency,
+           "window_days": window, "reason": "no price history"}
+    if prices.empty:
+        return out
+    rv = realised.realised_vol(prices.tail(4 * window + 5), window, as_of=as_of,
+                               days_per_year=float(cfg["rv_annualisation_days"]))
+    out.update(rv=rv.vol, n_returns=rv.n_returns, reason=rv.reason, gap_returns=rv.n_gap_returns,
+               missing_days=rv.n_missing_days)
+    if rv.span_start is not None:
+        out["start"] = rv.span_start - timedelta(days=1)   # the first close the window uses
+        out["end"] = rv.span_end
+        out["age_days"] = (as_of - rv.span_end).total_seconds() / 86400.0
     return out
 
 
@@ -229,7 +214,7 @@ def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expir
     out = {
         "as_of": as_of, "basis": cfg["day_count"], "iv_tenor_days": float(cfg["iv_tenor_days"]),
         "iv_source": f"marks: {cfg['iv_tenor_days']}d constant-maturity ATM IV",
-        "atm_iv_marks": level, "atm_iv_marks_percentile": reg.percentile_rank(level, values),
+        "atm_iv_marks": level, "atm_iv_marks_percentile": vol_history.percentile_rank(level, values),
         "iv_history_n": int(np.isfinite(values).sum()) if values else 0,
         "iv_history_from": history[0]["timestamp"] if history else None,
         "iv_history_to": history[-1]["timestamp"] if history else None,
@@ -359,15 +344,13 @@ def build_suggestion(currency: str, snapshot: dict, chain: pd.DataFrame, expirie
 
 
 def _snapshot(db, currency: str, snapshot_id: str | None) -> dict:
-    if snapshot_id:
-        snap = db[schema.SNAPSHOTS].find_one({"_id": snapshot_id, "status": ops.COMPLETE})
-        if not snap:
+    """The snapshot record ({_id, currency, timestamp, ...}) to suggest on: `snapshot_id`, else the latest."""
+    info = read.snapshot_info(db, snapshot_id) if snapshot_id else read.latest_snapshot(db, currency)
+    if info is None:
+        if snapshot_id:
             raise StepError(f"no complete snapshot {snapshot_id}")
-        return snap
-    snap = ops.latest_snapshot(db, "options", currency)
-    if not snap:
         raise StepError(f"no complete {currency} options snapshot: run `qortcli collect` first")
-    return snap
+    return {"_id": info.snapshot_id, "currency": info.currency, "timestamp": info.timestamp, "source": info.source}
 
 
 def run_suggest(db, currency: str | None = None, expiry: str | None = None, top: int = 5,
@@ -390,8 +373,8 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
     args = {"currency": currency, "expiry": expiry, "top": top, "snapshot_id": snapshot_id, "strategies": strategies}
     with recorded_run(db, "suggest", args) as run:
         if snapshot_id:
-            found = db[schema.SNAPSHOTS].find_one({"_id": snapshot_id})
-            currencies = [found["currency"]] if found else [currency or ""]
+            found = read.snapshot_info(db, snapshot_id)
+            currencies = [found.currency] if found else [currency or ""]
         else:
             currencies = currencies_to_process(db, currency)
         results, docs = [], []
@@ -404,7 +387,7 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
                 raise StepError(f"snapshot {snap['_id']} has no deltas: run `qortcli price` first")
             expiries = expiry_table(chain, BASES[cfg["day_count"]])
             chosen = choose_expiry(expiries, cfg, expiry)
-            surface = db[schema.SURFACES].find_one({"_id": snap["_id"]})
+            surface = read.surface_at(db, snap["_id"])
             regime = measure_regime(db, cur, snap, chain, expiries, chosen, cfg, surface)
             rules = strat.evaluate_rules(regime, cfg)
             ranked = strat.rank_strategies(rules, top, strategies)
@@ -416,10 +399,10 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
                     skipped.append({"strategy": item["strategy"], "reason": str(exc)})
                     continue
                 key = schema.natural_key(schema.SUGGESTIONS, doc)
-                old = db[schema.SUGGESTIONS].find_one({"_id": key}, {"status": 1, "track": 1, "settlement": 1})
+                old = read.suggestion(db, key)
                 if old:  # keep the track record of a suggestion made before on this snapshot
                     doc.update(status=old.get("status", "open"), track=old.get("track", []),
-                               settlement=old.get("settlement"))
+                               settlement=old.get("settlement"), tracked_through=old.get("tracked_through"))
                 doc["_id"] = key
                 built.append(doc)
             docs.extend(built)
@@ -434,72 +417,80 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
 # ----------------------------------------------------------------------------------------- tracking
 
 def delivery_price(db, currency: str, expiry: datetime, cfg: dict) -> dict | None:
-    """The settlement price for `expiry`: the index of a snapshot within the tolerance of the expiry if
-    stored, else the expiry's last stored forward if recent enough; None if neither (with why)."""
+    """The settlement price for `expiry` from the stored summaries' spot index (never the raw chains):
+    Deribit's rule, the 30-minute TWAP of the index before 08:00 UTC, where the stored snapshots cover that
+    window (`tracking.settlement_twap`); else, approximately, the index of the snapshot nearest the expiry
+    within `settle_index_tolerance_minutes`; else the expiry's last stored forward if at most
+    `settle_max_forward_age_hours` old; None if none of these (the settlement waits)."""
     tol = timedelta(minutes=float(cfg["settle_index_tolerance_minutes"]))
-    snaps = ops.list_snapshots(db, "options", currency)
-    near = [s for s in snaps if abs(as_utc(s["timestamp"]) - expiry) <= tol]
-    if near:
-        best = min(near, key=lambda s: abs(as_utc(s["timestamp"]) - expiry))
-        doc = db[schema.OPTIONS].find_one({"snapshot_id": best["_id"]}, {"index_price": 1})
-        if doc and doc.get("index_price"):
-            minutes = (as_utc(best["timestamp"]) - expiry).total_seconds() / 60
-            return {"price_usd": float(doc["index_price"]), "method": "index at expiry",
-                    "detail": f"index of snapshot {best['_id']} ({minutes:+.0f} min from expiry)"}
-    before = [s for s in snaps if as_utc(s["timestamp"]) < expiry]
-    for snap in reversed(before):
-        docs = list(db[schema.OPTIONS].find({"snapshot_id": snap["_id"], "expiry": expiry}, {"forward": 1}))
-        fwd = [d["forward"] for d in docs if d.get("forward")]
-        if not fwd:
-            continue
-        hours = (expiry - as_utc(snap["timestamp"])).total_seconds() / 3600
-        if hours > float(cfg["settle_max_forward_age_hours"]):
-            return None
-        return {"price_usd": float(np.median(fwd)), "method": "last forward",
-                "detail": f"median forward of the expiry in snapshot {snap['_id']}, {hours:.1f} h before expiry "
-                          f"(no stored index within {cfg['settle_index_tolerance_minutes']} min of expiry)"}
+    near = read.summary_series(db, currency, expiry - max(tol, timedelta(minutes=30)), expiry + tol, "snapshot",
+                               ["index_usd"])
+    if not near.empty:
+        stamps = [t.to_pydatetime() for t in near.index]
+        index = near["index_usd"].astype(float).to_numpy()
+        twap = tracking.settlement_twap(stamps, index, expiry)
+        if twap.price_usd is not None:
+            return {"price_usd": float(twap.price_usd), "method": twap.method, "approximate": twap.approximate,
+                    "detail": twap.detail}
+    before = read.latest_summary(db, currency, before=expiry)
+    if before is not None:
+        hours = (expiry - as_utc(before["timestamp"])).total_seconds() / 3600
+        point = next((p for p in before.get("term_structure") or []
+                      if p.get("expiry") is not None and as_utc(p["expiry"]) == expiry and p.get("forward_usd")), None)
+        if point is not None and hours <= float(cfg["settle_max_forward_age_hours"]):
+            return {"price_usd": float(point["forward_usd"]), "method": "last forward", "approximate": True,
+                    "detail": f"approximate: the expiry's forward in snapshot {before['snapshot_id']}, {hours:.1f} h "
+                              f"before expiry (no stored index samples within {cfg['settle_index_tolerance_minutes']}"
+                              " min of expiry)"}
     return None
 
 
 def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
-    """Mark `doc` to market on every later complete snapshot and settle it if all its legs expired.
+    """Mark `doc` to market on each complete snapshot stored since it was last tracked, and settle it once all
+    its legs have expired.
 
-    The valuation is `qortcli.quant.tracking` (`mark_point`: mark-to-market in coin and spot-USD and the
-    exit P/L crossing the spread back; `settle`); this function gathers the marks, indexes and delivery
-    prices. A live leg missing from a snapshot makes that point's P/L None.
+    Incremental: the points already in its track record are kept and only snapshots after `tracked_through`
+    (the last one tracked; the suggestion's own snapshot at first) are read — their legs' marks in one
+    indexed read (`read.marks_at`), so a run costs what is new, not the history. The valuation is
+    `qortcli.quant.tracking` (`mark_point`: mark-to-market in coin and spot-USD and the exit P/L crossing the
+    spread back; `settle`); a live leg missing from a snapshot makes that point's P/L None. The snapshot's
+    spot is the median index stamped on the legs' rows (as at entry).
     """
     cur, start = doc["currency"], as_utc(doc["timestamp"])
     recs = [dict(r, expiry=as_utc(r["expiry"]) if r.get("expiry") is not None else None) for r in doc["legs"]]
     expiries = sorted({r["expiry"] for r in recs if r["expiry"] is not None})
-    deliveries: dict = {}
-    for e in expiries:
-        if e <= now:
-            deliveries[e] = delivery_price(db, cur, e, cfg)
+    deliveries = {e: delivery_price(db, cur, e, cfg) for e in expiries if e <= now}
     prices = {e: (d or {}).get("price_usd") for e, d in deliveries.items()}
     symbols = [r["instrument"] for r in recs if r["option_type"] != pay.UNDERLYING]
-    path = []
-    for snap in ops.list_snapshots(db, "options", cur):
-        ts = as_utc(snap["timestamp"])
-        if ts <= start or (expiries and ts >= expiries[-1]):
-            continue  # before the suggestion, or after its last expiry (the settlement point closes the path)
-        found = {d["symbol"]: d for d in db[schema.OPTIONS].find(
-            {"snapshot_id": snap["_id"], "symbol": {"$in": symbols}},
-            {"symbol": 1, "premium_crypto": 1, "bid_crypto": 1, "ask_crypto": 1, "index_price": 1})}
-        stamped = [d["index_price"] for d in found.values() if d.get("index_price")]
-        index = float(np.median(stamped)) if stamped else None
-        if index is None:
-            any_doc = db[schema.OPTIONS].find_one({"snapshot_id": snap["_id"]}, {"index_price": 1})
-            index = any_doc.get("index_price") if any_doc else None
-        quotes = {sym: {"mark_coin": d.get("premium_crypto"), "bid_coin": d.get("bid_crypto"),
-                        "ask_coin": d.get("ask_crypto")} for sym, d in found.items()}
-        point = tracking.mark_point(recs, doc["index_usd"], snap["_id"], ts, index, quotes, prices)
+    legs_key = "|".join(sorted(symbols))
+    resume = doc.get("tracked_through") and doc.get("tracked_legs") == legs_key   # else: track from the start
+    path = [p for p in doc.get("track") or [] if not p.get("settlement")] if resume else []
+    after = as_utc(doc["tracked_through"]) if resume else start
+    end = min(expiries[-1], now) if expiries else now
+    new = [i for i in read.snapshots(db, cur, start=after, end=end) if i.timestamp > after and
+           (not expiries or i.timestamp < expiries[-1])]
+    marks = read.marks_at(db, [i.snapshot_id for i in new], symbols)
+    by_snapshot = {sid: g for sid, g in marks.groupby("snapshot_id")} if not marks.empty else {}
+    for info in new:
+        g = by_snapshot.get(info.snapshot_id)
+        quotes, index = {}, None
+        if g is not None:
+            quotes = {r.instrument: {"mark_coin": _opt(r.mark_coin), "bid_coin": _opt(r.bid_coin),
+                                     "ask_coin": _opt(r.ask_coin)} for r in g.itertuples()}
+            stamped = g["index_usd"].dropna()
+            index = float(stamped.median()) if not stamped.empty else None
+        if index is None:   # none of the legs listed at that snapshot: the summary's spot index
+            summary = read.summary_series(db, cur, info.timestamp, info.timestamp, "snapshot", ["index_usd"])
+            index = _opt(summary["index_usd"].iloc[0]) if not summary.empty else None
+        point = tracking.mark_point(recs, doc["index_usd"], info.snapshot_id, info.timestamp, index, quotes, prices)
         path.append(point.to_document())
     settlement = None
     if expiries and expiries[-1] <= now:
         if all(deliveries.get(e) for e in expiries):
             settled = tracking.settle(recs, doc["index_usd"], prices)
             settlement = {"timestamp": settled.timestamp, "deliveries": {expiry_code(e): deliveries[e] for e in expiries},
-                          "pnl_coin": settled.pnl_coin, "pnl_usd": settled.pnl_usd}
+                          "pnl_coin": settled.pnl_coin, "pnl_usd": settled.pnl_usd,
+                          "approximate": any(d.get("approximate") for d in deliveries.values())}
             path.append({"snapshot_id": None, "timestamp": settled.timestamp, "index_usd": prices[expiries[-1]],
                          "marks": {}, "missing": [], "pnl_coin": settled.pnl_coin, "pnl_usd": settled.pnl_usd,
                          "exit_pnl_coin": settled.pnl_coin, "exit_pnl_usd": settled.pnl_usd, "exit_cost_usd": 0.0,
@@ -512,7 +503,13 @@ def track_suggestion(db, doc: dict, cfg: dict, now: datetime) -> dict:
     out["settlement"] = settlement
     out["status"] = "settled" if settlement and not settlement.get("pending") else "open"
     out["tracked_at"] = now
+    out["tracked_through"] = new[-1].timestamp if new else after
+    out["tracked_legs"] = legs_key
     return out
+
+
+def _opt(value) -> float | None:
+    return None if value is None or value != value else float(value)
 
 
 def run_track(db, currency: str | None = None, now: datetime | None = None, cfg: dict | None = None) -> dict:
@@ -523,11 +520,8 @@ def run_track(db, currency: str | None = None, now: datetime | None = None, cfg:
     """
     cfg = suggest_settings(cfg)
     now = now or utcnow()
-    query: dict = {"status": "open"}
-    if currency:
-        query["currency"] = currency.upper()
     with recorded_run(db, "suggest", {"track": True, "currency": currency}) as run:
-        docs = list(db[schema.SUGGESTIONS].find(query).sort("timestamp", 1))
+        docs = read.open_suggestions(db, currency)
         updated = [track_suggestion(db, d, cfg, now) for d in docs]
         ops.upsert_many(db, schema.SUGGESTIONS, updated)
         run.counts.update(tracked=len(updated), settled=sum(d["status"] == "settled" for d in updated))

@@ -27,7 +27,7 @@ from qortcli.timeutils import DEFAULT_BASIS, as_utc, require_utc
 __all__ = ["COMPLETE", "NO_SNAPSHOT", "SUMMARY_TENORS_DAYS", "SnapshotInfo", "Chain", "currencies",
            "latest_snapshot", "snapshot_near", "snapshot_info", "snapshots", "latest_chain", "chain_at", "marks_at",
            "PRICE_COLUMNS", "price_series", "last_price_day", "surface_at", "latest_surface", "summary_series",
-           "latest_summary"]
+           "summary_history", "latest_summary"]
 
 COMPLETE = "complete"
 NO_SNAPSHOT = ("no complete options snapshot in the store: run `qortcli collect deribit` "
@@ -245,8 +245,28 @@ def summary_series(db, currency: str, start: datetime | None = None, end: dateti
     return frame.drop(columns=[c for c in ("_id", "resolution") if c in frame.columns])
 
 
-def latest_summary(db, currency: str) -> dict | None:
-    """The newest per-snapshot summary document of `currency` (with its term structure), or None."""
-    found = list(db[schema.SUMMARIES].find({"currency": currency.upper(), "resolution": "snapshot"})
-                 .sort("timestamp", -1).limit(1))
+def summary_history(db, currency: str, end: datetime, lookback_days: float, columns: Iterable[str]) -> pd.DataFrame:
+    """A history as of `end` without look-ahead and without reading every snapshot: the daily roll-up for the
+    days before `end`'s UTC day (one point a day, back `lookback_days`), then every snapshot summary of that day
+    up to `end`. Frame indexed by snapshot time with `columns` and snapshot_id."""
+    from datetime import timedelta
+
+    end = require_utc(end, "end")
+    day_start = end.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = day_start - timedelta(days=float(lookback_days))
+    earlier = summary_series(db, currency, start, day_start - timedelta(milliseconds=1), "day", columns)
+    today = summary_series(db, currency, day_start, end, "snapshot", columns)
+    parts = [f for f in (earlier, today) if not f.empty]
+    if not parts:
+        return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
+    return pd.concat(parts).sort_index()
+
+
+def latest_summary(db, currency: str, before: datetime | None = None) -> dict | None:
+    """The newest per-snapshot summary document of `currency` (taken before `before` if given), with its term
+    structure, or None."""
+    query: dict = {"currency": currency.upper(), "resolution": "snapshot"}
+    if before is not None:
+        query["timestamp"] = {"$lt": require_utc(before, "before")}
+    found = list(db[schema.SUMMARIES].find(query).sort("timestamp", -1).limit(1))
     return found[0] if found else None
