@@ -2,6 +2,7 @@
 
 from qortcli.cli import collect, migrate, optimize, price, status, suggest, surface  # noqa: F401  (register commands)
 from qortcli.cli import worker  # noqa: F401,E402  (register `qortcli worker`)
+from qortcli.cli import stream  # noqa: F401,E402  (register `qortcli stream`)
 from qortcli.cli.app import app
 
 

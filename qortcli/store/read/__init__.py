@@ -6,5 +6,6 @@ import line here); each function returns a typed record or frame and is served b
 
 from qortcli.store.read.core import *  # noqa: F401,F403
 from qortcli.store.read.core import __all__ as _core_all
+from qortcli.store.read.live import LiveMarks, live_marks  # noqa: F401
 
 __all__ = list(_core_all)
