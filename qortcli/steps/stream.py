@@ -481,6 +481,7 @@ class StreamSession:
             "snapshot_ids": list(self.snapshot_ids), "connections": stats.connections if stats else 0,
             "reconnects": stats.reconnects if stats else 0, "malformed": stats.malformed if stats else 0,
             "missed_heartbeats": stats.missed_heartbeats if stats else 0,
+            "dropped_mark_entries": stats.dropped_entries if stats else 0,
             "rate_limited": stats.rate_limited if stats else 0,
             "test_requests": stats.test_requests if stats else 0,
             "latency_ms": {"p50": status.latency_p50_ms, "p99": status.latency_p99_ms, "n": len(self.latency.values)},
