@@ -267,3 +267,30 @@ def test_live_marks_read_and_the_viewer_live_chain(embedded_db):
     assert call["age_s"] == pytest.approx(12.5, abs=1e-3) and -1 < atm["put"]["delta"] < 0 < call["delta"] < 1
     other = live_chain(embedded_db, "BTC", expiry="25DEC26", now=now)
     assert other["expiry"] == "25DEC26" and other["days"] == pytest.approx(days["25DEC26"])
+
+
+def test_live_page_builds_registers_and_formats_the_live_chain(embedded_db):
+    sys.path.insert(0, str(ROOT / "viewer"))
+    import reflex as rx
+
+    from qortview.live import live_chain
+    from qortview.pages import live as page
+
+    chain = _chain(LATE)
+    view = reprice(LiveChain.from_parsed(chain).freeze(), "ACT/365")
+    ops.upsert_many(embedded_db, schema.LIVE_MARKS, [live_marks_document(view, chain.timestamp, {"connected": True})])
+    data = live_chain(embedded_db, "BTC", now=chain.timestamp + timedelta(seconds=3))
+    row = page._row(next(r for r in data["rows"] if r["atm"]))
+    src = {r.symbol: r for r in chain.records}[row.c_symbol]
+    assert row.c_coin == f"{src.mark_coin:.4f}" and row.c_mark_iv == f"{100 * src.mark_iv:.2f}%"
+    assert row.c_age == "3.0 s" and row.p_delta.startswith("-") and row.strike.replace(",", "").isdigit()
+    assert isinstance(page.page(), rx.Component)
+
+    class App:  # what register asks of the app
+        def add_page(self, component, **options):
+            self.added = (component, options)
+
+    app = App()
+    page.register(app)
+    assert app.added[0] is page.page and app.added[1]["route"] == "/live"
+    assert app.added[1]["on_load"] is not None
