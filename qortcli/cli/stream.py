@@ -30,7 +30,7 @@ def stream(ctx: typer.Context,
            currency: Annotated[Optional[List[str]], typer.Option(
                "--currency", "-c", help="Currencies to stream: repeat or comma-separate (default from settings: BTC,ETH).")] = None,
            url: Annotated[Optional[str], typer.Option(
-               "--url", envvar="QORT_DERIBIT_WS_URL", help="Deribit websocket URL (default wss://www.deribit.com/ws/api/v2).")] = None,
+               "--url", help="Deribit websocket URL (default wss://www.deribit.com/ws/api/v2).")] = None,
            rest_url: Annotated[Optional[str], typer.Option(
                "--rest-url", envvar="QORT_DERIBIT_URL", help="Deribit REST base URL for the seed and the snapshot quotes.")] = None,
            snapshot_every: Annotated[str, typer.Option(

@@ -44,9 +44,8 @@ def _age(now: datetime, moment) -> float | None:
 def _side(row, now: datetime) -> dict:
     if row is None:
         return {}
-    out = {"symbol": row["instrument"], "age_s": _age(now, row["mark_time"])}
-    out.update({name: _num(row[name]) for name in SIDE_FIELDS})
-    return out
+    return {"symbol": row["instrument"], "age_s": _age(now, row["mark_time"]),
+            **{name: _num(row[name]) for name in SIDE_FIELDS}}
 
 
 def live_chain(db, currency: str, expiry: str | None = None, window: int = 12, now: datetime | None = None) -> dict:
@@ -85,8 +84,8 @@ def live_chain(db, currency: str, expiry: str | None = None, window: int = 12, n
     lo, hi = max(0, atm_i - window), min(strikes.size, atm_i + window + 1)
     rows = [{"strike": float(k), "atm": i == atm_i, "call": _side(calls.get(float(k)), now),
              "put": _side(puts.get(float(k)), now)} for i, k in enumerate(strikes) if lo <= i < hi]
-    base.update(expiry=expiry, expiry_date=stats["expiry"].strftime("%Y-%m-%d %H:%M UTC"),
-                days=float(stats["t_years"]) * days_per_year, forward_usd=forward, forward_source=stats["forward_source"],
-                atm_iv_marks=_num(stats["atm_iv_marks"]), rr25_marks=_num(stats["rr25_marks"]),
-                bf25_marks=_num(stats["bf25_marks"]), strikes_total=int(strikes.size), rows=rows)
-    return base
+    return {**base, "expiry": expiry, "expiry_date": stats["expiry"].strftime("%Y-%m-%d %H:%M UTC"),
+            "days": float(stats["t_years"]) * days_per_year, "forward_usd": forward,
+            "forward_source": stats["forward_source"], "atm_iv_marks": _num(stats["atm_iv_marks"]),
+            "rr25_marks": _num(stats["rr25_marks"]), "bf25_marks": _num(stats["bf25_marks"]),
+            "strikes_total": int(strikes.size), "rows": rows}
