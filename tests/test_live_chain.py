@@ -22,6 +22,7 @@ from qortcli.sources.deribit_ws import (IndexPrice, InstrumentState, MarkPrices,
 from qortcli.steps.live_chain import LiveChain, live_marks_document, parsed_chain, reprice
 from qortcli.store import ops, read, schema
 
+from bsoncheck import assert_bson_roundtrip
 from conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,6 +217,7 @@ def test_reprice_and_outputs_of_a_recorded_chain():
     doc = live_marks_document(view, datetime(2026, 12, 1, tzinfo=timezone.utc), {"connected": True})
     assert doc["currency"] == "ETH" and doc["n_instruments"] == n and len(doc["instruments"]["instrument"]) == n
     assert doc["n_expiries"] == len(doc["expiries"]) == len({r.expiry for r in chain.records})
+    assert_bson_roundtrip(ops.to_plain(doc), "live_marks")      # what upsert_many writes survives BSON
     # the snapshot form: every marked option, the live forward, spot and quotes, the marks' time
     parsed = parsed_chain(inputs)
     assert len(parsed.records) == n and parsed.skipped == {"missing_mark": 1}

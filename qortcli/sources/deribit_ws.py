@@ -340,7 +340,7 @@ class DeribitStream:
         cfg = self.config
         attempt = 0          # consecutive failures (connection backoff)
         limited = 0          # consecutive 10028s (rate-limit backoff)
-        dropped_at: float | None = None
+        down_since: float | None = None   # when the feed went down (the first failure since the last connection)
         while not self._closing:
             rate_limited = False
             started = time.monotonic()
@@ -348,7 +348,7 @@ class DeribitStream:
                 async with connect(cfg.url, open_timeout=cfg.open_timeout_s, close_timeout=cfg.close_timeout_s,
                                    max_size=cfg.max_message_bytes, user_agent_header="qortcli (qortfolio)",
                                    compression=None) as ws:
-                    await self._session(ws, dropped_at)
+                    await self._session(ws, down_since)
                 reason = "closed by the server"
             except RateLimited as exc:
                 rate_limited, reason = True, str(exc)
@@ -378,13 +378,14 @@ class DeribitStream:
                 if not was_connected:
                     self.stats.failed_attempts += 1
                 delay = backoff_delay(attempt, cfg.backoff_initial_s, cfg.backoff_max_s, cfg.backoff_jitter, self._rng)
-            dropped_at = time.monotonic()
+            if was_connected or down_since is None:
+                down_since = time.monotonic()
             log.warning("Deribit websocket: %s; reconnecting in %.2f s", reason, delay)
             self._queue.put_nowait(Disconnected(cfg.url, reason, _now(), delay, rate_limited))
             self.stats.waits = (self.stats.waits + [round(delay, 4)])[-100:]
             await self._sleep(delay)
 
-    async def _session(self, ws, dropped_at: float | None) -> None:
+    async def _session(self, ws, down_since: float | None) -> None:
         """One connection: heartbeat, subscribe, then read until it ends (raises why)."""
         cfg = self.config
         reader = asyncio.create_task(self._read(ws), name="deribit-ws-reader")
@@ -399,7 +400,7 @@ class DeribitStream:
             reconnect = self.stats.connections > 1
             self.stats.reconnects += int(reconnect)
             self.stats.connected = True
-            down = None if dropped_at is None else time.monotonic() - dropped_at
+            down = None if down_since is None else time.monotonic() - down_since
             self._queue.put_nowait(Connected(cfg.url, self.stats.connections, reconnect, subscribed, _now(), down))
             await reader
         finally:
