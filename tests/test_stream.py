@@ -451,3 +451,18 @@ def test_worker_in_stream_mode_runs_one_long_lived_session_and_prices_each_snaps
     assert collects and all(r["args"]["source"] == "deribit-stream" and r["job"] == "stream" for r in collects)
     assert any(r["step"] == "price" and r["job"] == "price" and r["status"] == "ok" for r in runs)
     assert db["worker_state"].find_one({"_id": "job:stream"})["last_status"] == "ok"
+
+
+def test_status_line_shows_each_currency_and_the_counters():
+    from qortcli.cli.stream import status_line
+    from qortcli.steps.stream import CurrencyStatus, StreamStatus
+
+    status = StreamStatus(at=AT_B, connected=True, messages=1234, updates=456, live_writes=300, snapshots=2,
+                          reconnects=1, malformed=0, latency_p50_ms=12.4, latency_p99_ms=31.0,
+                          currencies=(CurrencyStatus("BTC", 626, 90656.17, 0.3975, -0.0244, 0.4),
+                                      CurrencyStatus("ETH", 654, float("nan"), float("nan"), float("nan"), None)))
+    text = status_line(status).plain
+    assert text.startswith("● live ") and "BTC 626 opt  idx $90,656.17  ATM30 39.8%  RR25 -2.44pts  age 0.4s" in text
+    assert "ETH 654 opt  idx –  ATM30 –  RR25 –  age –" in text
+    assert "msgs 1,234" in text and "reconn 1" in text and "lag p50 12ms p99 31ms" in text
+    assert status_line(status._replace(connected=False)).plain.startswith("○ down ")
