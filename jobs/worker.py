@@ -12,6 +12,11 @@ Semantics:
   listener when the step never got that far, e.g. it is not importable yet) and never stops the worker;
   jobs chained `after` it are skipped for that round.
 - SIGTERM/SIGINT: no new runs start, the running ones finish (`shutdown(wait=True)`), exit code 0.
+- with `[schedule] chains = "stream"` the collect_deribit poll is not scheduled: one long-lived stream
+  session (job "stream") runs from the start until the worker stops (restarted after a failure, 5 s then
+  doubling to 5 min), and the jobs chained after collect_deribit run after each round of snapshots it
+  stores (one-off job "after_stream_snapshot"; a round while the previous one still runs is "skipped").
+  On SIGTERM the session is asked to stop first: it writes its last live marks and final snapshot.
 - the worker keeps a small `worker_state` collection (heartbeat, next runs, last result per job) that
   `qortcli status` reads with a handful of primary-key lookups.
 """
@@ -24,6 +29,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,8 +38,8 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MA
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from qortcli.schedule import (WORKER_STATE, JobSpec, Schedule, StepUnavailable, load_schedule, resolve_step,
-                              trigger_for)
+from qortcli.schedule import (POLL_JOB, STREAM_JOB, WORKER_STATE, JobSpec, Schedule, StepUnavailable, load_schedule,
+                              resolve_step, trigger_for)
 from qortcli.store.ops import to_plain
 from qortcli.store.runs import record_event, run_context
 from qortcli.timeutils import utcnow
@@ -40,6 +47,8 @@ from qortcli.timeutils import utcnow
 log = logging.getLogger("qortcli.worker")
 
 HEARTBEAT_JOB = "_heartbeat"
+AFTER_STREAM_JOB = "after_stream_snapshot"
+STREAM_RESTART_S = (5.0, 300.0)   # first and longest wait before restarting a failed stream session
 
 
 class JobFailed(Exception):
@@ -68,6 +77,7 @@ class Worker:
         self.db = db
         self.schedule = schedule
         self.started_at = utcnow()
+        self._stopping = threading.Event()
         self.scheduler = scheduler_cls(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, schedule.max_workers))},
             job_defaults={"max_instances": 1, "coalesce": True,
@@ -80,11 +90,16 @@ class Worker:
         self.scheduler.add_listener(self._on_executed, EVENT_JOB_EXECUTED)
         now = datetime.now(timezone.utc)
         for spec in schedule.leaders():
+            if schedule.streaming and spec.id == POLL_JOB:
+                continue  # the stream session replaces the REST poll
             options: dict[str, Any] = {}
             if spec.every is not None and run_at_start:
                 options["next_run_time"] = now  # interval jobs run once at start, then every interval
             self.scheduler.add_job(self.run_job, trigger_for(spec), args=[spec.id], id=spec.id,
                                    name=f"{spec.id} ({spec.timing})", **options)
+        if schedule.streaming:
+            self.scheduler.add_job(self.run_stream_session, "date", run_date=now, id=STREAM_JOB,
+                                   name="stream (long-lived websocket session)")
         if schedule.heartbeat_seconds > 0:
             self.scheduler.add_job(self.heartbeat, "interval", seconds=schedule.heartbeat_seconds,
                                    id=HEARTBEAT_JOB, name="worker heartbeat", next_run_time=now)
@@ -121,6 +136,37 @@ class Worker:
         self._finish_state(spec.id, started, "ok", None, recorded)
         log.info("job %s: ok", spec.id)
         return summary
+
+    # --- chains = "stream" ---------------------------------------------------------------------------
+
+    def run_stream_session(self) -> None:
+        """Keep one stream session running until the worker stops; a failed session restarts after a wait."""
+        spec = self.schedule.stream_spec()
+        spec = replace(spec, args={**spec.args, "stop_event": self._stopping, "on_snapshot": self._after_stream_snapshot})
+        wait, longest = STREAM_RESTART_S
+        while not self._stopping.is_set():
+            try:
+                self.run_one(spec)
+                wait = STREAM_RESTART_S[0]
+            except JobFailed:
+                pass  # recorded; try again after the wait
+            if self._stopping.wait(wait):
+                break
+            wait = min(wait * 2.0, longest)
+
+    def _after_stream_snapshot(self, rows: list[dict]) -> None:
+        """Run the jobs chained after collect_deribit (price, surface) once per round of stream snapshots."""
+        if not self.schedule.followers(POLL_JOB) or self._stopping.is_set():
+            return
+        try:
+            self.scheduler.add_job(self.run_followers, args=[POLL_JOB], id=AFTER_STREAM_JOB, replace_existing=True,
+                                   name=f"jobs after collect_deribit, for {len(rows)} stream snapshot(s)")
+        except Exception:  # the scheduler may be shutting down: never disturb the stream
+            log.exception("could not schedule the jobs after a stream snapshot")
+
+    def run_followers(self, job_id: str, trigger: str = "scheduler") -> dict[str, Any]:
+        """The jobs chained after `job_id`, in order (the first failure raises JobFailed)."""
+        return {spec.id: self.run_one(spec, trigger) for spec in self.schedule.followers(job_id)}
 
     def run_once(self, job_id: str) -> dict[str, Any]:
         """Run one job (and its chain) now, outside the scheduler; failures are recorded as the listener would."""
@@ -229,6 +275,7 @@ class Worker:
 
     def stop(self) -> None:
         """Stop scheduling, wait for the running jobs to finish, mark the worker stopped."""
+        self._stopping.set()  # a stream session flushes and returns
         if self.scheduler.running:
             log.info("stopping: waiting for running jobs to finish")
             self.scheduler.shutdown(wait=True)
@@ -278,9 +325,17 @@ def describe_schedule(schedule: Schedule) -> list[dict]:
     from qortcli.schedule import next_runs
 
     nxt = next_runs(schedule)
-    return [{"job": spec.id, "timing": spec.timing, "step": spec.step_path, "command": spec.command,
+    rows = [{"job": spec.id, "timing": spec.timing, "step": spec.step_path, "command": spec.command,
              "description": spec.description, "args": spec.args, "next_run": nxt.get(spec.id)}
             for spec in schedule.jobs]
+    if schedule.streaming:
+        for row in rows:
+            if row["job"] == POLL_JOB:
+                row["timing"] = 'replaced by the stream (chains = "stream")'
+        spec = schedule.stream_spec()
+        rows.insert(0, {"job": spec.id, "timing": "long-lived, from the start", "step": spec.step_path,
+                        "command": spec.command, "description": spec.description, "args": spec.args, "next_run": None})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

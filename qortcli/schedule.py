@@ -7,6 +7,14 @@ fails its own job). A job has exactly one timing:
   after = "other_job"     runs right after `other_job` succeeds, in the same worker thread (a chain)
 Options per job: `enabled = false` drops it, `args = {...}` are keyword arguments for the step,
 `step = "pkg.module.func"` and `command = "..."` (the `qortcli` command line for cron) define new jobs.
+
+Option chains come from one of two sources (`chains` in `[schedule]`):
+  chains = "poll"     the collect_deribit job polls REST on its own timing (default, every 5 minutes)
+  chains = "stream"   one long-lived `qortcli stream` session replaces that poll (the worker starts it at
+                      start-up and restarts it after a failure); the jobs chained after collect_deribit
+                      (price, then surface) run after each round of snapshots the stream stores.
+                      `[schedule.stream]` holds the session's options (keyword arguments of run_stream,
+                      e.g. snapshot_every = "5m", currencies = ["BTC", "ETH"]).
 """
 
 from __future__ import annotations
@@ -47,6 +55,11 @@ DEFAULT_JOBS: dict[str, dict[str, Any]] = {
     "track": {"cron": "45 * * * *"},
     "prune": {"cron": "40 0 * * *"},
 }
+#: `chains` values, the job a stream session replaces, and the session's step
+CHAINS = ("poll", "stream")
+POLL_JOB = "collect_deribit"
+STREAM_JOB = "stream"
+STREAM_STEP = "qortcli.steps.stream.run_stream"
 DEFAULT_MISFIRE_GRACE_SECONDS = 600
 DEFAULT_MAX_WORKERS = 4
 DEFAULT_HEARTBEAT_SECONDS = 60
@@ -92,6 +105,17 @@ class Schedule:
     misfire_grace_seconds: int = DEFAULT_MISFIRE_GRACE_SECONDS
     max_workers: int = DEFAULT_MAX_WORKERS
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    chains: str = "poll"                   # "poll" | "stream" (see the module docstring)
+    stream_args: dict = field(default_factory=dict)
+
+    @property
+    def streaming(self) -> bool:
+        return self.chains == "stream"
+
+    def stream_spec(self) -> JobSpec:
+        """The long-lived stream session of chains = "stream" (started by the worker, not by a trigger)."""
+        return JobSpec(STREAM_JOB, STREAM_STEP, command="stream", description="live Deribit websocket feed",
+                       args=dict(self.stream_args))
 
     def job(self, job_id: str) -> JobSpec:
         for spec in self.jobs:
@@ -203,10 +227,27 @@ def load_schedule(section: dict | None = None) -> Schedule:
         misfire_grace_seconds=int(section.get("misfire_grace_seconds", DEFAULT_MISFIRE_GRACE_SECONDS)),
         max_workers=int(section.get("max_workers", DEFAULT_MAX_WORKERS)),
         heartbeat_seconds=float(section.get("heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS)),
+        chains=_chains(section),
+        stream_args=_stream_args(section),
     )
     for spec in specs:  # reject cycles (a after b after a)
         _acyclic(schedule, spec)
     return schedule
+
+
+def _chains(section: dict) -> str:
+    chains = section.get("chains", "poll")
+    if chains not in CHAINS:
+        raise ConfigError(f"[schedule] chains = {chains!r}: use \"poll\" (REST every collect_deribit run) or "
+                          f"\"stream\" (the long-lived websocket session)")
+    return chains
+
+
+def _stream_args(section: dict) -> dict:
+    args = section.get("stream") or {}
+    if not isinstance(args, dict):
+        raise ConfigError("[schedule.stream] must be a table of the stream session's options, e.g. snapshot_every = \"5m\"")
+    return dict(args)
 
 
 def _acyclic(schedule: Schedule, spec: JobSpec) -> bool:

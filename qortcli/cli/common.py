@@ -142,7 +142,7 @@ def open_db(st: State, migrate: bool = True, read_only: bool = False):
     without creating or writing anything (commands that only read)."""
     from qortcli.store import connect, ensure_schema
 
-    db = connect(st.db_url, read_only=read_only)
+    db = connect(st.db_url, read_only=read_only, auto_schema=migrate)
     if migrate and not read_only:
         ensure_schema(db)
     return db

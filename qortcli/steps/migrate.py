@@ -64,10 +64,10 @@ def run_migrate(db, to: Any = None, *, to_db_name: str | None = None, dry_run: b
         return {"store": db.describe(), "migrations": report}
     if batch_size < 1:
         raise StepError("--batch-size must be at least 1")
-    target, owned = _open_target(db, to, to_db_name)
+    target, owned = _open_target(db, to, to_db_name, read_only=dry_run)
     try:
         if dry_run:
-            return _plan(db, target, batch_size)
+            return _plan(db, target, batch_size, to)
         with recorded_run(db, "migrate", {"to": target.describe(), "batch_size": batch_size}) as run:
             report = ensure_schema(db)
             if target[schema.JOB_RUNS].find_one({"_id": run.run_id}, {"_id": 1}) is not None:
@@ -112,8 +112,9 @@ def target_db_name(url: str, explicit: str | None, default: str) -> str:
     return default
 
 
-def _open_target(db, to, to_db_name: str | None):
-    """(target handle, whether we opened it). Refuses the source itself by URL/path before connecting."""
+def _open_target(db, to, to_db_name: str | None, read_only: bool = False):
+    """(target handle, whether we opened it). Refuses the source itself by URL/path before connecting.
+    `read_only` (a dry run): nothing is created — an embedded target that does not exist yet is None."""
     if not isinstance(to, str):
         if to is db:
             raise StepError("refusing to copy the store onto itself")
@@ -123,7 +124,9 @@ def _open_target(db, to, to_db_name: str | None):
     name = target_db_name(to, to_db_name, db.name)
     if _db_identity(db) == _identity(to, name):
         raise StepError(f"refusing to copy the store onto itself ({redact(to)}, database {name!r})")
-    return connect(to, name), True
+    if read_only and not is_mongo_url(to) and not Path(to).expanduser().exists():
+        return None, False
+    return connect(to, name, read_only=read_only), True
 
 
 # --- copying ----------------------------------------------------------------------------------------
@@ -298,10 +301,10 @@ def compare_collection(source, target, name: str, skip_id: str | None = None) ->
 
 # --- dry run ---------------------------------------------------------------------------------------
 
-def _plan(source, target, batch_size: int) -> dict:
-    """What a copy would do, reading both stores only."""
+def _plan(source, target, batch_size: int, to=None) -> dict:
+    """What a copy would do, reading both stores only (`target` None: an embedded store not created yet)."""
     source_id = _source_id(source)
-    target_names = set(target.list_collection_names())
+    target_names = set(target.list_collection_names()) if target is not None else set()
     checkpoints = {}
     if CHECKPOINTS in target_names:
         checkpoints = {doc["collection"]: doc for doc in target[CHECKPOINTS].find({"source": source_id})}
@@ -315,5 +318,6 @@ def _plan(source, target, batch_size: int) -> dict:
         rows.append({"collection": name, "source_count": count,
                      "target_count_before": target[name].count_documents({}) if name in target_names else 0,
                      "resumed_from": done, "would_copy": to_copy, "batches": -(-to_copy // batch_size)})
-    return {"store": source.describe(), "target": target.describe(), "dry_run": True, "batch_size": batch_size,
+    described = target.describe() if target is not None else f"embedded store at {to} (not created yet)"
+    return {"store": source.describe(), "target": described, "dry_run": True, "batch_size": batch_size,
             "collections": rows, "ok": True}

@@ -71,11 +71,12 @@ def connect_mongo(url: str, db_name: str, timeout_ms: int = 3000, client_factory
 
 
 def connect(url: str | None = None, db_name: str | None = None, timeout_ms: int | None = None,
-            read_only: bool = False):
+            read_only: bool = False, auto_schema: bool = True):
     """Open the store at `url` (default: settings' QORT_DB) and return a pymongo-style database handle.
 
     `read_only`: the embedded engine opens without creating or writing any file (MongoDB: the handle is
-    wrapped by `qortcli.store.readonly`, and the server user should be read-only too).
+    wrapped by `qortcli.store.readonly`, and the server user should be read-only too). `auto_schema`: a new
+    embedded store gets its collections and indexes on first open (`qortcli migrate` opens without, to report).
     Raises StoreError with one line when it cannot be opened or reached.
     """
     from qortcli.config import get_settings
@@ -88,6 +89,9 @@ def connect(url: str | None = None, db_name: str | None = None, timeout_ms: int 
     if "://" in url:
         raise StoreError(f"unsupported store URL {url!r}: use mongodb://, mongodb+srv:// or a directory path")
     from qortcli.store.engine import EmbeddedDatabase
-    from qortcli.store.schema import SCANNABLE
+    from qortcli.store.schema import MIGRATIONS, SCANNABLE, ensure_schema
 
-    return EmbeddedDatabase(url, db_name, read_only=read_only, scannable=SCANNABLE)
+    db = EmbeddedDatabase(url, db_name, read_only=read_only, scannable=SCANNABLE)
+    if auto_schema and not read_only and not (db.dir / f"{MIGRATIONS}.sqlite").exists():
+        ensure_schema(db)   # a new embedded store gets its collections and indexes when first opened
+    return db

@@ -1,0 +1,113 @@
+"""`qortcli stream`: the live Deribit websocket feed into `live_marks`, with periodic snapshots."""
+
+from __future__ import annotations
+
+from typing import Annotated, List, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from qortcli.cli.app import app
+from qortcli.cli.common import DbOption, JsonOption, emit, err_console, fmt, handled, open_db, state
+
+HELP = ("Stream live Deribit option marks (websocket) into the store until Ctrl-C / SIGTERM or --duration.\n\n"
+        "Seeds each currency's chain from REST, subscribes to markprice.options, deribit_price_index and "
+        "instrument.state, reprices greeks and IVs on every update and keeps one live_marks document per currency "
+        "(at most 4 writes per second each). Every --snapshot-every it stores a complete snapshot exactly as "
+        "`collect deribit` does, so price, surface, suggest and the history keep working from the stream alone. "
+        "Reconnects with backoff (a gap is re-seeded from REST), answers heartbeats, backs off on rate limits; "
+        "on SIGTERM it writes the last live marks and a final snapshot, then exits 0.\n\n"
+        "Examples:\n\n"
+        "  qortcli stream                                  # BTC and ETH, a snapshot every 5 minutes\n\n"
+        "  qortcli stream --currency BTC --duration 10m    # ten minutes of BTC, then exit\n\n"
+        "  qortcli stream --snapshot-every 1m --json       # no status line; the summary as JSON at the end\n\n"
+        "  qortcli stream --url wss://test.deribit.com/ws/api/v2 --rest-url https://test.deribit.com/api/v2")
+
+
+@app.command("stream", help=HELP)
+def stream(ctx: typer.Context,
+           currency: Annotated[Optional[List[str]], typer.Option(
+               "--currency", "-c", help="Currencies to stream: repeat or comma-separate (default from settings: BTC,ETH).")] = None,
+           url: Annotated[Optional[str], typer.Option(
+               "--url", help="Deribit websocket URL (default wss://www.deribit.com/ws/api/v2).")] = None,
+           rest_url: Annotated[Optional[str], typer.Option(
+               "--rest-url", envvar="QORT_DERIBIT_URL", help="Deribit REST base URL for the seed and the snapshot quotes.")] = None,
+           snapshot_every: Annotated[str, typer.Option(
+               "--snapshot-every", help="Store a complete snapshot this often: 30s, 5m, 1h.")] = "5m",
+           duration: Annotated[Optional[str], typer.Option(
+               "--duration", help="Stop after this long (default: run until Ctrl-C / SIGTERM): 90s, 10m, 2h.")] = None,
+           db: DbOption = None, as_json: JsonOption = False) -> None:
+    from qortcli.steps.stream import run_stream
+
+    st = state(ctx, db, as_json)
+    with handled(st):
+        database = open_db(st)
+        try:
+            if st.as_json:
+                summary = run_stream(database, currency, url=url, rest_url=rest_url, snapshot_every=snapshot_every,
+                                     duration=duration)
+            else:
+                from rich.live import Live
+
+                with Live(Text("connecting…"), console=err_console, refresh_per_second=4, transient=True) as live:
+                    summary = run_stream(database, currency, url=url, rest_url=rest_url,
+                                         snapshot_every=snapshot_every, duration=duration,
+                                         status=lambda s: live.update(status_line(s)))
+        finally:
+            database.close()
+        emit(st, summary, _render)
+
+
+def status_line(status) -> Text:
+    """One compact line: connection, per currency spot / ATM IV / RR25 / marks age, then the counters."""
+    line = Text()
+    line.append("● live " if status.connected else "○ down ", style="bold green" if status.connected else "bold red")
+    for c in status.currencies:
+        age = f"{c.marks_age_s:.1f}s" if c.marks_age_s is not None and c.marks_age_s < 3600 else "–"
+        line.append(f"{c.currency} ", style="bold")
+        line.append(f"{c.instruments} opt  idx {_usd(c.index_usd)}  ATM30 {_pct(c.atm_iv_30d_marks)}  "
+                    f"RR25 {_pts(c.rr25_front_marks)}  age {age} │ ")
+    line.append(f"msgs {status.messages:,}  upd {status.updates:,}  writes {status.live_writes:,}  "
+                f"snaps {status.snapshots}  reconn {status.reconnects}  bad {status.malformed}  "
+                f"lag p50 {_ms(status.latency_p50_ms)} p99 {_ms(status.latency_p99_ms)}", style="dim")
+    return line
+
+
+def _ok(x) -> bool:
+    return isinstance(x, (int, float)) and x == x
+
+
+def _usd(x) -> str:
+    return f"${x:,.2f}" if _ok(x) else "–"
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.1f}%" if _ok(x) else "–"
+
+
+def _pts(x) -> str:
+    return f"{100 * x:+.2f}pts" if _ok(x) else "–"
+
+
+def _ms(x) -> str:
+    return f"{x:.0f}ms" if _ok(x) else "–"
+
+
+def _render(console, summary: dict) -> None:
+    table = Table(title=f"Stream session ({summary['stop_reason']})", title_justify="left")
+    for col in ("currency", "instruments", "index USD", "ATM IV 30d", "RR25 front"):
+        table.add_column(col, justify="left" if col == "currency" else "right")
+    for c in summary["live"]:
+        table.add_row(c["currency"], str(c["instruments"]), _usd(c["index_usd"]), _pct(c["atm_iv_30d_marks"]),
+                      _pts(c["rr25_front_marks"]))
+    console.print(table)
+    lat = summary["latency_ms"]
+    console.print(f"{summary['messages']:,} messages, {summary['updates']:,} updates, {summary['live_writes']:,} "
+                  f"live_marks writes (arrival→write p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}), "
+                  f"{summary['snapshots']} snapshot(s), {summary['reconnects']} reconnect(s), "
+                  f"{summary['malformed']} malformed message(s) skipped", highlight=False)
+    if summary["snapshot_ids"]:
+        console.print(f"snapshots: {', '.join(summary['snapshot_ids'][-6:])}", highlight=False)
+    console.print(f"from {fmt(summary['started_at'])} to {fmt(summary['ended_at'])} UTC · {summary['url']}",
+                  highlight=False)
