@@ -59,7 +59,7 @@ def write_summary(db, chain: read.Chain, surface: dict | None) -> dict:
     doc = summary_document(chain, surface)
     ops.upsert_many(db, schema.SUMMARIES, [doc])
     day_id = schema.natural_key(schema.SUMMARIES, {**doc, "resolution": "day"})
-    current = db[schema.SUMMARIES].find_one({"_id": day_id}, {"timestamp": 1})
+    current = read.summary_at(db, day_id)
     if current is None or current["timestamp"] <= doc["timestamp"]:
         ops.upsert_many(db, schema.SUMMARIES, [{**doc, "resolution": "day"}])
     return doc

@@ -33,6 +33,35 @@ from qortcli.store.engine.update import apply_update, is_operator_update, upsert
 
 PAGE = 1000
 IN_CHUNK = 500
+BATCH_DICT_MIN = 32        # a write batch this large gets its own composite dictionary
+RECENT_BASES = 6
+NEW_BASE_IF_WORSE = 1.15   # build a new base when the best existing one compresses a batch 15 % worse
+DICT_CACHE = 256
+
+
+class _Dicts:
+    """Compression dictionaries of one collection file, materialised on first use and cached."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.cache: dict[int, bytes] = {}
+
+    def __getitem__(self, dict_id: int) -> bytes:
+        found = self.cache.get(dict_id)
+        if found is not None:
+            return found
+        row = self.conn.execute("SELECT data, base FROM dicts WHERE id = ?", (dict_id,)).fetchone()
+        if row is None:
+            raise KeyError(dict_id)
+        data, base = bytes(row[0]), row[1]
+        value = codec.composite(self[int(base)], data) if base is not None else data
+        if len(self.cache) >= DICT_CACHE:
+            self.cache.clear()
+        self.cache[dict_id] = value
+        return value
+
+    def clear(self) -> None:
+        self.cache.clear()
 
 
 class ReadOnlyStoreError(StoreError):
@@ -43,7 +72,7 @@ class _State:
     """What one thread knows about one collection file: its connection and cached schema."""
 
     __slots__ = ("conn", "immutable", "token", "schema_version", "columns", "date_columns", "indexes", "dicts",
-                 "dict_id", "plans")
+                 "dict_id", "bases", "plans")
 
     def __init__(self, conn: sqlite3.Connection, immutable: bool = False, token=None):
         self.conn = conn
@@ -53,8 +82,9 @@ class _State:
         self.columns: dict[str, str] = {}      # field → column
         self.date_columns: set[str] = set()    # fields whose column holds datetimes (as ms)
         self.indexes: dict[str, dict] = {}
-        self.dicts: dict[int, bytes] = {}
-        self.dict_id = 0
+        self.dicts = _Dicts(conn)
+        self.dict_id = 0                     # the latest base dictionary (single-document writes use it)
+        self.bases: list[int] = []           # recent base dictionaries, newest first
         self.plans: dict[str, bool] = {}
 
     def refresh(self) -> None:
@@ -73,8 +103,10 @@ class _State:
         self.load_dicts()
 
     def load_dicts(self) -> None:
-        self.dicts = {i: bytes(d) for i, d in self.conn.execute("SELECT id, data FROM dicts")}
-        self.dict_id = max(self.dicts) if self.dicts else 0
+        self.dicts.clear()
+        self.bases = [int(i) for (i,) in self.conn.execute(
+            "SELECT id FROM dicts WHERE base IS NULL ORDER BY id DESC LIMIT ?", (RECENT_BASES,))]
+        self.dict_id = self.bases[0] if self.bases else 0
 
 
 class EmbeddedCollection:
@@ -178,7 +210,8 @@ class EmbeddedCollection:
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            state.schema_version = None  # a rolled-back schema change must be re-read
+            state.schema_version = None  # a rolled-back schema change (or dictionary) must be re-read
+            state.dicts.clear()
             if isinstance(exc, sqlite3.DatabaseError):
                 raise files.store_error(self.path, exc, "writing") from None
             if isinstance(exc, codec.EncodeError):
@@ -203,25 +236,50 @@ class EmbeddedCollection:
         raw = bson.encode(doc, codec_options=codec.CODEC_OPTIONS)
         return codec.id_value(doc["_id"]), raw, values
 
-    def _ensure_dict(self, state: _State, raws: list[bytes]) -> None:
-        if state.dict_id or not raws:
-            return
-        data = codec.build_dictionary(raws)
-        if len(data) < 256:
-            return  # too little to learn from yet: store these plain, build the dictionary later
-        state.conn.execute("INSERT INTO dicts(id, data) VALUES (1, ?)", (data,))
-        state.dicts[1] = data
-        state.dict_id = 1
+    def _new_dict(self, state: _State, data: bytes, base: int | None = None) -> int:
+        cur = state.conn.execute("INSERT INTO dicts(data, base) VALUES (?, ?)", (data, base))
+        return int(cur.lastrowid)
 
-    def _pack(self, state: _State, raw: bytes) -> bytes:
-        return codec.pack(raw, state.dict_id, state.dicts.get(state.dict_id))
+    def _batch_dict(self, state: _State, raws: list[bytes]) -> tuple[int, bytes | None]:
+        """(id, dictionary) to compress a write batch with (see codec.py): the latest base for a few
+        documents; for a large batch, a composite of the base that compresses a sample of it best (a new
+        base when none is within NEW_BASE_IF_WORSE of a fresh one) and the batch's first documents."""
+        if not raws:
+            return 0, None
+        if len(raws) < BATCH_DICT_MIN:
+            if not state.dict_id:
+                data = codec.build_dictionary(raws)
+                if len(data) < 256:
+                    return 0, None  # too little to learn from yet: stored plain, a dictionary comes later
+                state.dict_id = self._new_dict(state, data)
+                state.bases.insert(0, state.dict_id)
+            return state.dict_id, state.dicts[state.dict_id]
+        # judged fairly: a fresh base learns from the first half, every candidate is measured (with the tail,
+        # as it will be used) on a sample of the second half
+        tail = b"".join(raws[:codec.TAIL_DOCS])
+        half = len(raws) // 2
+        sample = raws[half:][::max(1, (len(raws) - half) // 12)][:12]
+        fresh = codec.build_dictionary(raws[:half])
+
+        def cost(base: bytes) -> int:
+            dictionary = codec.composite(base, tail)
+            return sum(codec.compressed_size(r, dictionary) for r in sample)
+
+        best, best_size = 0, float("inf")
+        for base_id in state.bases[:RECENT_BASES]:
+            size = cost(state.dicts[base_id])
+            if size < best_size:
+                best, best_size = base_id, size
+        if not best or best_size > NEW_BASE_IF_WORSE * cost(fresh):
+            best = self._new_dict(state, codec.build_dictionary(raws))
+            state.bases.insert(0, best)
+            del state.bases[RECENT_BASES:]
+            state.dict_id = best
+        composite_id = self._new_dict(state, tail, best)
+        return composite_id, state.dicts[composite_id]
 
     def _decode(self, state: _State, body: bytes) -> dict:
-        try:
-            return codec.decode_body(body, state.dicts)
-        except KeyError:
-            state.load_dicts()
-            return codec.decode_body(body, state.dicts)
+        return codec.decode_body(body, state.dicts)
 
     def _column_sql(self, state: _State) -> tuple[str, str, str]:
         cols = [state.columns[f] for f in sorted(state.columns)]
@@ -396,35 +454,81 @@ class EmbeddedCollection:
 
         return self._read(run)
 
+    def _index_specs(self) -> dict:
+        state = self._local().get(self.name)
+        return dict(state.indexes) if state is not None else {}
+
     def list_indexes(self) -> list[dict]:
         return [{"name": n, **s} for n, s in self.index_information().items()]
 
     # ------------------------------------------------------------------ writes
 
-    def _upsert_by_id(self, state: _State, docs: list[dict]) -> tuple[int, int, list]:
-        """Replace-or-insert documents keyed by `_id`: (inserted, modified, upserted ids)."""
-        rows = [self._encode_row(state, dict(d)) for d in docs]
-        self._ensure_dict(state, [r[1] for r in rows])
-        ids = [r[0] for r in rows]
-        existing: dict = {}
+    def _existing(self, state: _State, ids: list) -> dict:
+        """{id column value: (rid, body)} of the stored documents among `ids` (hashed index, exact id)."""
+        found: dict = {}
         for start in range(0, len(ids), IN_CHUNK):
             chunk = ids[start:start + IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
-            for rid_id, body in state.conn.execute(f"SELECT id, body FROM docs WHERE id IN ({marks})", chunk):
-                existing[rid_id] = bytes(body)
-        names, marks, sets = self._column_sql(state)
-        packed = [(r[0], self._pack(state, r[1]), *r[2]) for r in rows]
-        state.conn.executemany(
-            f"INSERT INTO docs(id, body{names}) VALUES (?, ?{marks}) ON CONFLICT(id) DO UPDATE SET body = excluded.body{sets}",
-            packed)
-        inserted_ids = []
-        seen = set()
-        for row in packed:
-            if row[0] not in existing and row[0] not in seen:
-                inserted_ids.append(codec.id_from_column(row[0]))
-            seen.add(row[0])
-        modified = sum(1 for row in packed if row[0] in existing and existing[row[0]] != row[1])
-        return len(inserted_ids), modified, inserted_ids
+            rows = state.conn.execute(f"SELECT rid, id, body FROM docs WHERE idh IN ({marks})",
+                                      [codec.id_hash(i) for i in chunk])
+            wanted = set(chunk)
+            for rid, id_value, body in rows:
+                if id_value in wanted:
+                    found[id_value] = (rid, bytes(body))
+        return found
+
+    def _write_rows(self, state: _State, rows: list[tuple], existing: dict) -> tuple[list, int]:
+        """Insert the new rows and rewrite the changed ones (an unchanged document is left as it is, so a
+        re-run writes nothing); rows are (id, raw BSON, column values). Returns (inserted ids, modified)."""
+        changed = []
+        for row in rows:
+            old = existing.get(row[0])
+            if old is None or codec.unpack(old[1], state.dicts) != row[1]:
+                changed.append(row)
+        dict_id, dictionary = self._batch_dict(state, [r[1] for r in changed]) if changed else (0, None)
+        names, marks, _ = self._column_sql(state)
+        cols = [state.columns[f] for f in sorted(state.columns)]
+        sets = "".join(f", {c} = ?" for c in cols)
+        inserts, updates = [], []
+        for id_value, raw, values in changed:
+            body = codec.pack(raw, dict_id, dictionary)
+            if id_value in existing:
+                updates.append((body, *values, existing[id_value][0]))
+            else:
+                inserts.append((codec.id_hash(id_value), id_value, body, *values))
+        if inserts:
+            state.conn.executemany(f"INSERT INTO docs(idh, id, body{names}) VALUES (?, ?, ?{marks})", inserts)
+        if updates:
+            state.conn.executemany(f"UPDATE docs SET body = ?{sets} WHERE rid = ?", updates)
+        return [codec.id_from_column(r[1]) for r in inserts], len(updates)
+
+    def _upsert_by_id(self, state: _State, docs: list[dict]) -> tuple[int, int, list]:
+        """Replace-or-insert documents keyed by `_id` (the last of duplicates wins): (inserted, modified, ids)."""
+        rows = {}
+        for d in docs:
+            row = self._encode_row(state, dict(d))
+            rows[row[0]] = row
+        ordered = list(rows.values())
+        inserted, modified = self._write_rows(state, ordered, self._existing(state, list(rows)))
+        return len(inserted), modified, inserted
+
+    def _update_by_id(self, state: _State, requests: list, result: dict) -> None:
+        """A batch of UpdateOne({"_id": x}, {operators}) without upsert (e.g. `price`'s narrow updates):
+        read the documents in one indexed pass, apply, write the changed ones with one batch dictionary."""
+        ids = [codec.id_value(r._filter["_id"]) for r in requests]
+        existing = self._existing(state, ids)
+        docs: dict = {}
+        for request, id_value in zip(requests, ids):
+            if id_value not in existing:
+                continue
+            doc = docs.get(id_value)
+            if doc is None:
+                doc = self._decode(state, existing[id_value][1])
+            docs[id_value] = apply_update(doc, request._doc)
+            result["nMatched"] += 1
+        rows = [self._encode_row(state, doc) for doc in docs.values()]
+        _, modified = self._write_rows(state, rows, existing)
+        result["nModified"] += modified
 
     def _matching(self, state: _State, filt, limit: int = 0, sort=None) -> list[tuple[int, dict]]:
         rows, residual, python_sort = self._candidate_rows(state, filt, sort, 0, limit)
@@ -445,21 +549,26 @@ class EmbeddedCollection:
         return out
 
     def _replace_row(self, state: _State, rid: int, doc: dict) -> bool:
+        """Rewrite one stored document (by row); False when its content is unchanged (nothing written)."""
         id_value, raw, values = self._encode_row(state, doc)
-        self._ensure_dict(state, [raw])
-        body = self._pack(state, raw)
         old = state.conn.execute("SELECT body FROM docs WHERE rid = ?", (rid,)).fetchone()
+        if old is not None and codec.unpack(bytes(old[0]), state.dicts) == raw:
+            return False
+        body = codec.pack(raw, *self._batch_dict(state, [raw]))
         cols = [state.columns[f] for f in sorted(state.columns)]
         sets = "".join(f", {c} = ?" for c in cols)
-        state.conn.execute(f"UPDATE docs SET id = ?, body = ?{sets} WHERE rid = ?", (id_value, body, *values, rid))
-        return old is None or bytes(old[0]) != body
+        state.conn.execute(f"UPDATE docs SET idh = ?, id = ?, body = ?{sets} WHERE rid = ?",
+                           (codec.id_hash(id_value), id_value, body, *values, rid))
+        return True
 
     def _insert_row(self, state: _State, doc: dict) -> Any:
         id_value, raw, values = self._encode_row(state, doc)
-        self._ensure_dict(state, [raw])
+        if self._existing(state, [id_value]):
+            raise _duplicate(self, None, doc["_id"])
         names, marks, _ = self._column_sql(state)
-        state.conn.execute(f"INSERT INTO docs(id, body{names}) VALUES (?, ?{marks})",
-                           (id_value, self._pack(state, raw), *values))
+        state.conn.execute(f"INSERT INTO docs(idh, id, body{names}) VALUES (?, ?, ?{marks})",
+                           (codec.id_hash(id_value), id_value, codec.pack(raw, *self._batch_dict(state, [raw])),
+                            *values))
         return doc["_id"]
 
     def _apply(self, state: _State, request, index: int, result: dict) -> int:
@@ -561,10 +670,18 @@ class EmbeddedCollection:
                 positions = {codec.id_value(d["_id"]): i for i, d in enumerate(docs)}
                 result["upserted"] = [{"index": positions[codec.id_value(i)], "_id": i} for i in ids]
                 return BulkWriteResult(result, True), inserted
+            narrow = [r for r in requests if isinstance(r, UpdateOne) and not r._upsert and _id_only(r._filter)
+                      and is_operator_update(r._doc)]
+            if len(narrow) == len(requests):
+                try:
+                    self._update_by_id(state, requests, result)
+                except sqlite3.IntegrityError as exc:
+                    raise _bulk_error(self, exc, result) from None
+                return BulkWriteResult(result, True), 0
             for index, request in enumerate(requests):
                 try:
                     delta += self._apply(state, request, index, result)
-                except sqlite3.IntegrityError as exc:
+                except (sqlite3.IntegrityError, DuplicateKeyError) as exc:
                     raise _bulk_error(self, exc, result, index) from None
             return BulkWriteResult(result, True), delta
 
@@ -946,16 +1063,20 @@ def _update_result(result: dict) -> UpdateResult:
     return UpdateResult(raw, True)
 
 
-def _duplicate(coll: EmbeddedCollection, exc: sqlite3.IntegrityError, key) -> DuplicateKeyError:
-    text = str(exc)
-    index = "_id_" if "docs.id" in text else text.rsplit(":", 1)[-1].strip()
+def _duplicate(coll: EmbeddedCollection, exc: sqlite3.IntegrityError | None, key) -> DuplicateKeyError:
+    """E11000 for an existing `_id` (exc None) or a unique index (the SQLite error names its columns)."""
+    index = "_id_"
+    if exc is not None:
+        cols = str(exc).rsplit(":", 1)[-1].strip()
+        index = next((name for name, spec in coll._index_specs().items()
+                      if ", ".join(f"docs.{column_name(f)}" for f, _ in spec["key"]) == cols), cols)
     return DuplicateKeyError(f"E11000 duplicate key error collection: {coll.full_name} index: {index} dup key: "
                              f"{{ _id: {key!r} }}" if key is not None else
                              f"E11000 duplicate key error collection: {coll.full_name} index: {index}", 11000)
 
 
-def _bulk_error(coll: EmbeddedCollection, exc: sqlite3.IntegrityError, result: dict, index: int = 0) -> BulkWriteError:
-    dup = _duplicate(coll, exc, None)
+def _bulk_error(coll: EmbeddedCollection, exc, result: dict, index: int = 0) -> BulkWriteError:
+    dup = exc if isinstance(exc, DuplicateKeyError) else _duplicate(coll, exc, None)
     failed = dict(result)
     failed.update(nInserted=0, nUpserted=0, nMatched=0, nModified=0, nRemoved=0, upserted=[],
                   writeErrors=[{"index": index, "code": 11000, "errmsg": str(dup)}])

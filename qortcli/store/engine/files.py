@@ -2,9 +2,10 @@
 
 Layout of a collection file (`<store>/<database>/<collection>.sqlite`, WAL journal, synchronous=NORMAL):
 
-    docs(rid INTEGER PRIMARY KEY, id NOT NULL UNIQUE, body BLOB NOT NULL, f_<field>…)   documents
+    docs(rid INTEGER PRIMARY KEY, idh, id, body BLOB, f_<field>…)   documents; idh = an 8-byte hash of `_id`
+                                          (indexed: 8-byte keys instead of 40-byte ones), id = the `_id` itself
     meta(key TEXT PRIMARY KEY, value)     format, document count, which columns hold datetimes
-    dicts(id INTEGER PRIMARY KEY, data BLOB)   compression dictionaries (codec.py)
+    dicts(id, data, base)                 compression dictionaries: bases, and composites = base + tail (codec.py)
     indexes(name TEXT PRIMARY KEY, spec TEXT)  the MongoDB-style index specs (JSON)
 
 Writers use `BEGIN IMMEDIATE` transactions with a busy timeout, so several processes (worker, CLI, viewer)
@@ -29,10 +30,10 @@ SUFFIX = ".sqlite"
 DEFAULT_BUSY_S = 30.0
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS docs (rid INTEGER PRIMARY KEY, id NOT NULL, body BLOB NOT NULL)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS docs_id ON docs(id)",
+    "CREATE TABLE IF NOT EXISTS docs (rid INTEGER PRIMARY KEY, idh INTEGER NOT NULL, id NOT NULL, body BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS docs_idh ON docs(idh)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)",
-    "CREATE TABLE IF NOT EXISTS dicts (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dicts (id INTEGER PRIMARY KEY, data BLOB NOT NULL, base INTEGER)",
     "CREATE TABLE IF NOT EXISTS indexes (name TEXT PRIMARY KEY, spec TEXT NOT NULL)",
 )
 

@@ -53,9 +53,53 @@ def _encode(value, field: str):
     return id_value(value) if field == "_id" else column_value(value, field)
 
 
-def _field_sql(field: str, cond, columns: set[str]) -> tuple[str, list] | None:
+def _id_sql(cond) -> tuple[str, list] | None:
+    """SQL for a condition on `_id`: equality and `$in` go through the hashed `idh` index (then the exact id);
+    anything else is evaluated on the id column (served only if another condition narrows)."""
+    from qortcli.store.engine.codec import id_hash
+
+    try:
+        if not isinstance(cond, dict) or not any(str(k).startswith("$") for k in cond):
+            if isinstance(cond, (list, dict)) or cond is None:
+                return None
+            v = id_value(cond)
+            return "(idh = ? AND id = ?)", [id_hash(v), v]
+        parts, params = [], []
+        for op, value in cond.items():
+            if op == "$eq":
+                got = _id_sql(value)
+                if got is None:
+                    return None
+                parts.append(got[0])
+                params += got[1]
+            elif op == "$in":
+                if not isinstance(value, (list, tuple, set)):
+                    raise QueryError(f"$in needs a list, got {type(value).__name__}")
+                vs = [id_value(v) for v in value if v is not None]
+                if not vs:
+                    parts.append("0")
+                    continue
+                marks = ", ".join("?" * len(vs))
+                parts.append(f"(idh IN ({marks}) AND id IN ({marks}))")
+                params += [id_hash(v) for v in vs] + vs
+            elif op in ("$ne", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists"):
+                got = _field_sql("_id", {op: value}, set(), column="id")
+                if got is None:
+                    return None
+                parts.append(got[0])
+                params += got[1]
+            else:
+                raise QueryError(f"operator {op} on _id is not supported by the embedded store")
+        return " AND ".join(parts) if parts else "1", params
+    except EncodeError:
+        return None
+
+
+def _field_sql(field: str, cond, columns: set[str], column: str | None = None) -> tuple[str, list] | None:
     """SQL for one field's condition, or None when it must be evaluated in Python."""
-    col = "id" if field == "_id" else column_name(field) if field in columns else None
+    if field == "_id" and column is None:
+        return _id_sql(cond)
+    col = column or (column_name(field) if field in columns else None)
     if col is None:
         return None
     try:

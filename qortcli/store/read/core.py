@@ -27,7 +27,7 @@ from qortcli.timeutils import DEFAULT_BASIS, as_utc, require_utc
 __all__ = ["COMPLETE", "NO_SNAPSHOT", "SUMMARY_TENORS_DAYS", "SnapshotInfo", "Chain", "currencies",
            "latest_snapshot", "snapshot_near", "snapshot_info", "snapshots", "latest_chain", "chain_at", "marks_at",
            "PRICE_COLUMNS", "price_series", "last_price_day", "surface_at", "latest_surface", "summary_series",
-           "summary_history", "latest_summary"]
+           "summary_history", "summary_at", "latest_summary"]
 
 COMPLETE = "complete"
 NO_SNAPSHOT = ("no complete options snapshot in the store: run `qortcli collect deribit` "
@@ -260,6 +260,11 @@ def summary_history(db, currency: str, end: datetime, lookback_days: float, colu
     if not parts:
         return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
     return pd.concat(parts).sort_index()
+
+
+def summary_at(db, summary_id: str) -> dict | None:
+    """One summary document by its `_id` (a snapshot id, or `CUR|day|YYYY-MM-DD` for a daily roll-up)."""
+    return db[schema.SUMMARIES].find_one({"_id": summary_id})
 
 
 def latest_summary(db, currency: str, before: datetime | None = None) -> dict | None:
