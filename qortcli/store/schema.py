@@ -46,8 +46,9 @@ NATURAL_KEYS: dict[str, Callable[[dict], str]] = {
     # per snapshot: the snapshot id; the daily roll-up (resolution "day"): currency|day|YYYY-MM-DD
     SUMMARIES: lambda d: (str(d["snapshot_id"]) if d.get("resolution", "snapshot") == "snapshot"
                           else f"{d['currency']}|{d['resolution']}|{_day(d['timestamp'])}"),
-    # one per currency and as-of day (the last day of data used): re-running on the same data replaces
-    VOL_FORECASTS: lambda d: f"{d['currency']}|{_day(d['as_of'])}",
+    # one per currency, IV source ("marks"|"svi") and as-of day (the last price day used): re-running on the
+    # same data replaces; `_id` order within CUR|source| is the as-of order (read.latest_vol relies on it)
+    VOL_FORECASTS: lambda d: f"{d['currency']}|{d['source']}|{_day(d['as_of'])}",
     RISK: lambda d: f"{d['book']}|{d['currency']}|{d['snapshot_id']}",
     LIVE_MARKS: lambda d: str(d["currency"]),
     ALERTS: lambda d: f"{d['rule']}|{d['subject']}|{_stamp(d['opened_at'])}",
