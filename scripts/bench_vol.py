@@ -109,6 +109,15 @@ def build_store(root: Path, coin: str, years: float):
     return db, imported["stored"], n
 
 
+def headline(report) -> str:
+    """The 30-day close-to-close RV and the 30-day ATM IV with its percentiles, one line."""
+    rv30 = next(r for r in report.realised if r.estimator == "close_to_close" and r.window_days == 30)
+    iv30 = report.ranks["atm_iv_30d"]
+    return (f"  RV 30 d (close-to-close) {_fmt(rv30.vol)} on {rv30.n_returns} returns to {rv30.as_of.date()}; "
+            f"30 d ATM IV (marks) {_fmt(report.iv_now.get(30))} on {report.iv_as_of.date()}: "
+            + ", ".join(f"{r.lookback_days} d pct {_fmt(r.percentile, 2)} ({r.n_points} pts)" for r in iv30))
+
+
 def print_scores(ev) -> None:
     print(f"  out-of-sample: origins {ev.eval_start.date()}…{ev.eval_end.date()}, refit every "
           f"{ev.refit_every_days} d ({len(ev.refit_days)} refits), training window "
@@ -160,12 +169,8 @@ def run_step_bench(args) -> int:
           f"{doc['summaries']['first'].date()}…{doc['summaries']['last'].date()} (summaries module)")
     print(f"  imports (arch, qortcli.steps.vol): CPU {import_cpu:.3f} s, wall {import_wall:.3f} s (not in the figure)")
     print(f"  store build (not timed): CPU {build_cpu:.3f} s, wall {build_wall:.3f} s")
-    rv30 = next(r for r in report.realised if r.estimator == "close_to_close" and r.window_days == 30)
-    iv30 = report.ranks["atm_iv_30d"]
-    print(f"  stored {doc['_id']} ({stored} document(s) after {1 + len(cpus)} runs: re-runs replace); RV 30 d "
-          f"(close-to-close) {_fmt(rv30.vol)}; 30 d ATM IV (marks) {_fmt(report.iv_now.get(30))} on "
-          f"{report.iv_as_of.date()}: " + ", ".join(f"{r.lookback_days} d pct {_fmt(r.percentile, 2)} "
-                                                     f"({r.n_points} pts)" for r in iv30))
+    print(f"  stored {doc['_id']} ({stored} document(s) after {1 + len(cpus)} runs: re-runs replace)")
+    print(headline(report))
     if report.evaluation is not None:
         print_scores(report.evaluation)
     else:
@@ -220,11 +225,7 @@ def main(argv: list[str]) -> int:
           f"(Mario-SO), {len(summaries)} daily chains {summaries.index[0].date()}…{summaries.index[-1].date()}")
     print(f"  imports (arch, qortcli.quant.vol): CPU {import_cpu:.3f} s, wall {import_wall:.3f} s (not in the figure)")
     print(f"  IV points from the 214 chains (bench input, not timed): CPU {build_cpu:.3f} s")
-    rv30 = next(r for r in report.realised if r.estimator == "close_to_close" and r.window_days == 30)
-    iv30 = report.ranks["atm_iv_30d"]
-    print(f"  RV 30 d (close-to-close) {_fmt(rv30.vol)} on {rv30.n_returns} returns to {rv30.as_of.date()}; "
-          f"30 d ATM IV (marks) {_fmt(report.iv_now.get(30))} on {report.iv_as_of.date()}: "
-          + ", ".join(f"{r.lookback_days} d pct {_fmt(r.percentile, 2)} ({r.n_points} pts)" for r in iv30))
+    print(headline(report))
     if ev is not None:
         print_scores(ev)
     else:

@@ -222,12 +222,9 @@ def _ranks(console: Console, cur: dict) -> Table:
         ("points", "right", 0, lambda r: str(r["n_points"])),
         ("span", "left", 2, lambda r: _span(r["span_start"], r["span_end"])
          + ("" if r["covers_lookback"] or not r["span_start"] else " (short)")),
-        ("note", "left", 1, lambda r: escape(r["reason"] or "")),
     ]
-    if not any(r["reason"] for r in rows):
-        columns = columns[:-1]
     return _fitted(console, f"{escape(cur['currency'])} rank and percentile ({src}; points = days in the window)",
-                   columns, rows)
+                   _with_notes(columns, rows, 1), rows)
 
 
 def _realised(console: Console, cur: dict) -> Table:
@@ -253,6 +250,13 @@ def _realised(console: Console, cur: dict) -> Table:
                    rows)
 
 
+def _with_notes(columns: list[Column], rows: list[dict], priority: int) -> list[Column]:
+    """`columns` plus a "note" column of the rows' n/a reasons when any row has one."""
+    if not any(r.get("reason") for r in rows):
+        return columns
+    return [*columns, ("note", "left", priority, lambda r: escape(r["reason"] or ""))]
+
+
 def _notes(console: Console, lines: list[str]) -> None:
     """Reasons under a table, one dim line each."""
     for line in lines:
@@ -272,14 +276,11 @@ def _cone(console: Console, cur: dict) -> Table:
         ("IV now", "right", 0, lambda r: _pct(r["current_iv"]) if r["current_iv"] is not None else "–"),
         ("IV pct", "right", 2, lambda r: _frac(r["iv_percentile"]) if r["current_iv"] is not None else "–"),
         ("min ── cone ── max", "left", 1, gauge),
-        ("note", "left", 3, lambda r: escape(r["reason"] or "")),
     ]
-    if not any(r["reason"] for r in cone["rows"]):
-        columns = columns[:-1]
     title = (f"{escape(cur['currency'])} vol cone ({ESTIMATOR_LABEL.get(cone['estimator'], cone['estimator'])} RV "
              f"{_span(cone['history_start'], cone['history_end'])}): ◆ IV {escape(cur['source'])} "
              f"{_day(cur.get('iv_as_of'))} · ● RV now · ┃ median")
-    return _fitted(console, title, columns, cone["rows"])
+    return _fitted(console, title, _with_notes(columns, cone["rows"], 3), cone["rows"])
 
 
 def _premium(console: Console, cur: dict) -> Table:
@@ -290,15 +291,12 @@ def _premium(console: Console, cur: dict) -> Table:
         ("RV (trailing)", "right", 0, lambda r: _pct(r["rv"])),
         ("IV − RV (pts)", "right", 0, lambda r: _pts(r["premium_vol"])),
         ("IV² − RV²", "right", 0, lambda r: _num(r["premium_variance"], 3)),
-        ("note", "left", 1, lambda r: escape(r["reason"] or "")),
     ]
     rows = cur["premium"]["now"]
-    if not any(r["reason"] for r in rows):
-        columns = columns[:-1]
     title = f"{escape(cur['currency'])} variance premium: {escape(cur['source'])} ATM IV − trailing close-close RV"
     if not rows:
         title += " (no IV)"
-    return _fitted(console, title, columns, rows)
+    return _fitted(console, title, _with_notes(columns, rows, 1), rows)
 
 
 def sparkline(cur: dict, width: int) -> str:
