@@ -182,7 +182,10 @@ def render(console: Console, view: dict) -> None:
 def _render_currency(console: Console, cur: dict) -> None:
     name = escape(cur["currency"])
     prices, sums = cur["prices"], cur["summaries"]
-    iv_note = "no IV (no summaries: run `qortcli surface --backfill`)"
+    iv_note = "no IV: no summaries (run `qortcli surface --backfill`)"
+    if sums["n_days"]:
+        iv_note = f"no {escape(cur['source'])} IV in the summaries" + (
+            " (SVI figures need fitted surfaces: `qortcli surface`)" if cur["source"] == "svi" else "")
     if cur.get("iv_as_of"):
         age = cur.get("iv_age_days")
         iv_note = f"IV as of {_day(cur['iv_as_of'])}" + (
@@ -283,7 +286,9 @@ def _cone(console: Console, cur: dict) -> Table:
     return _fitted(console, title, _with_notes(columns, cone["rows"], 3), cone["rows"])
 
 
-def _premium(console: Console, cur: dict) -> Table:
+def _premium(console: Console, cur: dict) -> Table | str:
+    if not cur["premium"]["now"]:
+        return f"{escape(cur['currency'])} variance premium: n/a (no {escape(cur['source'])} IV)"
     columns: list[Column] = [
         ("tenor", "right", 0, lambda r: f"{r['tenor_days']}d"),
         ("day", "left", 0, lambda r: _day(r["day"])),
@@ -294,8 +299,6 @@ def _premium(console: Console, cur: dict) -> Table:
     ]
     rows = cur["premium"]["now"]
     title = f"{escape(cur['currency'])} variance premium: {escape(cur['source'])} ATM IV − trailing close-close RV"
-    if not rows:
-        title += " (no IV)"
     return _fitted(console, title, _with_notes(columns, rows, 1), rows)
 
 
