@@ -9,6 +9,7 @@ summaries' smile fields straight from the recorded CSVs (no store), `vol_fixture
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from functools import lru_cache
@@ -57,6 +58,7 @@ def build_store(path: Path, chains=DAILY, fit_latest: bool = True) -> Path:
 @lru_cache(maxsize=1)
 def _template() -> Path:
     root = Path(tempfile.mkdtemp(prefix="qort-vol-store-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)     # the template lives for the test session
     return build_store(root / "db")
 
 
