@@ -37,6 +37,7 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "surface": ("qortcli.steps.surface.run_surface", "surface", "SVI volatility surfaces of the latest chain"),
     "risk": ("qortcli.steps.risk.run_risk", "risk --skip-missing", "the book's risk and scenario grid on the latest chain"),
     "collect_prices": ("qortcli.steps.collect.run_collect_prices", "collect prices", "daily crypto prices"),
+    "vol": ("qortcli.steps.vol.run_vol", "vol", "realised vol, IV rank, vol cone and RV forecasts scored out of sample"),
     "optimize": ("qortcli.steps.optimize.run_optimize", "optimize", "sector portfolios and risk metrics"),
     "suggest": ("qortcli.steps.suggest.run_suggest", "suggest", "option strategy suggestions"),
     "track": ("qortcli.steps.suggest.run_track", "suggest --track", "track record of past suggestions"),
@@ -50,6 +51,7 @@ DEFAULT_JOBS: dict[str, dict[str, Any]] = {
     "surface": {"after": "price"},
     "risk": {"after": "surface"},
     "collect_prices": {"cron": "10 0 * * *"},
+    "vol": {"after": "collect_prices"},
     "optimize": {"cron": "30 0 * * *"},
     "suggest": {"cron": "15 * * * *"},
     "track": {"cron": "45 * * * *"},
@@ -334,8 +336,8 @@ CRONTAB_HEADER = """\
 #           the host in UTC (timedatectl set-timezone UTC).
 # Overlap:  every line runs under `flock -n` on its own lock file: if the previous run of the same job
 #           still holds the lock, the new one exits at once instead of running twice.
-# Chains:   price, surface and risk run right after each successful Deribit collection (`&&`), as in the
-#           worker (`risk --skip-missing` exits 0 when there is no book).
+# Chains:   price, surface and risk run right after each successful Deribit collection (`&&`), and vol
+#           right after the daily prices, as in the worker (`risk --skip-missing` exits 0 when there is no book).
 # Secrets:  a user crontab is readable only by its owner and root, so QORT_DB with a password may go here;
 #           never commit the edited copy.
 """

@@ -18,7 +18,9 @@ greeks (dict per row).
 The regime the rules read (keys; vols as fractions, each saying its source): atm_iv_marks (constant-
 maturity ATM IV at `iv_tenor_days` from the marks), atm_iv_marks_percentile, iv_history_n, rv_30d,
 rv_age_days, term_front_atm_iv_marks, term_back_atm_iv_marks, rr25_marks (the chosen expiry's 25Δ risk
-reversal from the marks).
+reversal from the marks), and for the IV-vs-forecast rules (tenor T = iv_vs_forecast_tenor_days)
+atm_iv_{T}d_marks, forecast_rv_{T}d (the best-scoring model's forecast of the T-day realised vol) and the
+forecast's model, scores, as-of day and age (`_forecast_rules`).
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ def selected_by(rule: str) -> tuple[str, ...]:
 
 def evaluate_rules(regime: dict, cfg: dict) -> list[Rule]:
     """Evaluate every rule on `regime` (keys: atm_iv_marks, atm_iv_marks_percentile, iv_history_n, rv_30d,
-    rv_age_days, term_front_atm_iv_marks, term_back_atm_iv_marks, rr25_marks; vols and their differences as
-    fractions, the percentile a fraction 0..1, ages in days) with thresholds from `cfg` in the same units;
+    rv_age_days, term_front_atm_iv_marks, term_back_atm_iv_marks, rr25_marks, the forecast keys of
+    `_forecast_rules`; vols and their differences as fractions, the percentile a fraction 0..1, ages in days)
+    with thresholds from `cfg` in the same units;
     the strategies a rule selects come from the registry (`selected_by`).
 
     `strength` is the exceedance past the threshold divided by the rule's ranking scale (> 0 when fired).
@@ -117,6 +120,8 @@ def evaluate_rules(regime: dict, cfg: dict) -> list[Rule]:
     level("iv_under_rv", f"{tenor} ATM IV (marks) minus 30d realised vol at or below iv_rv_cheap (IV cheap vs RV)",
           spread, "iv_rv_cheap", "<=", rv_inputs, fresh, note)
 
+    _forecast_rules(rules, regime, cfg, level)
+
     front, back = regime.get("term_front_atm_iv_marks"), regime.get("term_back_atm_iv_marks")
     inversion = front - back if _finite(front) and _finite(back) else None
     level("term_inverted", "front ATM IV above back ATM IV (marks) by term_inverted or more (backwardation) → "
@@ -132,6 +137,56 @@ def evaluate_rules(regime: dict, cfg: dict) -> list[Rule]:
     level("call_skew", "25Δ risk reversal (marks) at or above rr25_strong (calls rich): sell the call wing",
           rr, "rr25_strong", ">=", rr_inputs)
     return rules
+
+
+FORECAST_SETTINGS = ("iv_vs_forecast_tenor_days", "iv_vs_forecast_rich", "iv_vs_forecast_cheap",
+                     "forecast_max_age_days")
+_FORECAST_RULES = (("iv_rich_vs_forecast", "iv_vs_forecast_rich", ">=", "at or above", "IV rich vs forecast"),
+                   ("iv_cheap_vs_forecast", "iv_vs_forecast_cheap", "<=", "at or below", "IV cheap vs forecast"))
+
+
+def _forecast_rules(rules: list[Rule], regime: dict, cfg: dict, level) -> None:
+    """IV rich / cheap against the best-scoring forecast of the T-day realised vol (T = cfg
+    iv_vs_forecast_tenor_days): IV − forecast RV (vol fractions) against iv_vs_forecast_rich / _cheap.
+
+    Regime keys: atm_iv_{T}d_marks (the snapshot's T-day constant-maturity ATM IV from the marks; when absent
+    and T equals iv_tenor_days, atm_iv_marks), forecast_rv_{T}d, forecast_model, forecast_qlike,
+    forecast_implied_qlike, forecast_n_scored, forecast_as_of, forecast_age_days, forecast_source,
+    forecast_reason (`qortcli.steps.vol.forecast_regime` builds them). Not evaluated without a forecast,
+    when the forecast is older than forecast_max_age_days, or when the settings lack a key."""
+    lacking = [k for k in FORECAST_SETTINGS if k not in cfg]
+    if lacking:
+        for name, key, _op, words, what in _FORECAST_RULES:
+            rules.append(Rule(name, f"ATM IV (marks) minus the best-scoring RV forecast {words} {key} ({what})",
+                              {}, {key: None}, False, False, 0.0, selected_by(name),
+                              f"settings [suggest] lack {', '.join(lacking)}"))
+        return
+    tenor = int(cfg["iv_vs_forecast_tenor_days"])
+    iv_key, fc_key = f"atm_iv_{tenor}d_marks", f"forecast_rv_{tenor}d"
+    iv = regime.get(iv_key)
+    if iv is None and float(cfg.get("iv_tenor_days", 0)) == tenor:
+        iv = regime.get("atm_iv_marks")
+    forecast, age = regime.get(fc_key), regime.get("forecast_age_days")
+    spread = iv - forecast if _finite(iv) and _finite(forecast) else None
+    max_age = float(cfg["forecast_max_age_days"])
+    fresh = _finite(age) and age <= max_age
+    if regime.get("forecast_reason"):
+        note = str(regime["forecast_reason"])
+    elif not _finite(forecast):
+        note = f"no {tenor}d realised-vol forecast in the regime"
+    elif not fresh:
+        note = (f"forecast made {age:.1f} days before the snapshot (> forecast_max_age_days {max_age:g}): stale, "
+                "not used" if _finite(age) else "forecast without an as-of day: not used")
+    else:
+        note = ""
+    inputs = {iv_key: iv, fc_key: forecast, "iv_minus_forecast": spread,
+              **{k: regime.get(k) for k in ("forecast_model", "forecast_qlike", "forecast_implied_qlike",
+                                            "forecast_n_scored", "forecast_as_of", "forecast_age_days",
+                                            "forecast_source")}}
+    for name, key, op, words, what in _FORECAST_RULES:
+        level(name, f"{tenor}d ATM IV (marks) minus the best-scoring {tenor}d RV forecast (lowest out-of-sample "
+              f"QLIKE) {words} {key} ({what})", spread, key, op, inputs, fresh and not note, note)
+        rules[-1].thresholds.update(iv_vs_forecast_tenor_days=tenor, forecast_max_age_days=max_age)
 
 
 def rank_strategies(rules: list[Rule], top: int, requested: list[str] | None = None) -> list[dict]:
@@ -281,8 +336,8 @@ def _protective_put(r: LegRequest) -> list[dict]:
     return [holding_record(r.currency, hold, r.index_usd), leg_record(p, BUY, hold, f"-{d:.2f}Δ put")]
 
 
-_RICH = ("iv_rich_percentile", "iv_over_rv")
-_CHEAP = ("iv_cheap_percentile", "iv_under_rv")
+_RICH = ("iv_rich_percentile", "iv_over_rv", "iv_rich_vs_forecast")
+_CHEAP = ("iv_cheap_percentile", "iv_under_rv", "iv_cheap_vs_forecast")
 
 REGISTRY: dict[str, StrategyTemplate] = {t.name: t for t in (
     StrategyTemplate("short_strangle", "sell the delta_short call and put", _short_strangle,

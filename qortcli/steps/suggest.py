@@ -235,6 +235,13 @@ def measure_regime(db, currency: str, snapshot: dict, chain: pd.DataFrame, expir
         "term_structure": [{"expiry": r.code, "days": r.days, "atm_iv_marks": r.atm_iv} for r in expiries.itertuples()],
         "atm_iv_svi": None, "rr25_svi": None, "bf25_svi": None,
     }
+    # the volatility-forecast input: the best-scoring out-of-sample forecast stored by `qortcli vol`
+    from qortcli.steps.vol import forecast_regime
+
+    tenor = int(cfg.get("iv_vs_forecast_tenor_days", cfg["iv_tenor_days"]))
+    out.update(forecast_regime(read.latest_vol(db, currency), tenor, as_of))
+    if tenor != cfg["iv_tenor_days"]:
+        out[f"atm_iv_{tenor}d_marks"] = iv_level(expiries, tenor)
     svi = smile.svi_expiry_stats(surface) if surface else []
     if svi:
         (cm,) = smile.constant_maturity(svi, [cfg["iv_tenor_days"]], dpy)

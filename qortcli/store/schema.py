@@ -46,8 +46,9 @@ NATURAL_KEYS: dict[str, Callable[[dict], str]] = {
     # per snapshot: the snapshot id; the daily roll-up (resolution "day"): currency|day|YYYY-MM-DD
     SUMMARIES: lambda d: (str(d["snapshot_id"]) if d.get("resolution", "snapshot") == "snapshot"
                           else f"{d['currency']}|{d['resolution']}|{_day(d['timestamp'])}"),
-    # one per currency and as-of day (the last day of data used): re-running on the same data replaces
-    VOL_FORECASTS: lambda d: f"{d['currency']}|{_day(d['as_of'])}",
+    # one per currency, IV source ("marks"|"svi") and as-of day (the last price day used): re-running on the
+    # same data replaces; `_id` order within CUR|source| is the as-of order (read.latest_vol relies on it)
+    VOL_FORECASTS: lambda d: f"{d['currency']}|{d['source']}|{_day(d['as_of'])}",
     RISK: lambda d: f"{d['book']}|{d['currency']}|{d['snapshot_id']}",
     LIVE_MARKS: lambda d: str(d["currency"]),
     ALERTS: lambda d: f"{d['rule']}|{d['subject']}|{_stamp(d['opened_at'])}",
@@ -83,7 +84,7 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict]] = [
     (JOB_RUNS, [("job", 1), ("started_at", -1)], {"name": "job_started"}),
     (SNAPSHOTS, [("kind", 1), ("status", 1), ("currency", 1), ("timestamp", -1)], {"name": "kind_status_currency_timestamp"}),
     (SUMMARIES, [("currency", 1), ("resolution", 1), ("timestamp", -1)], {"name": "currency_resolution_timestamp"}),
-    (VOL_FORECASTS, [("currency", 1), ("as_of", -1)], {"name": "currency_as_of"}),
+    (VOL_FORECASTS, [("currency", 1), ("source", 1), ("as_of", -1)], {"name": "currency_source_as_of"}),
     (RISK, [("book", 1), ("currency", 1), ("timestamp", -1)], {"name": "book_currency_timestamp"}),
     (ALERTS, [("status", 1), ("opened_at", -1)], {"name": "status_opened"}),
     (ALERTS, [("rule", 1), ("subject", 1), ("opened_at", -1)], {"name": "rule_subject_opened"}),

@@ -8,7 +8,7 @@ from qortview import db
 from qortview.figures import ACCENT, BACKGROUND, MUTED, PANEL, PRIMARY, SECONDARY, TEXT
 
 NAV = [("Overview", "/"), ("Options chain", "/chain"), ("Volatility", "/volatility"), ("Portfolio", "/portfolio"),
-       ("Suggestions", "/suggestions"), ("Market", "/market"), ("Book", "/book")]
+       ("Suggestions", "/suggestions"), ("Market", "/market"), ("Book", "/book"), ("History", "/history")]
 BORDER = "#3B3346"
 
 

@@ -22,3 +22,7 @@ app.add_page(book_page.page, route="/book", title="qortfolio · book", on_load=b
 from qortview.pages import market as market_page  # noqa: E402
 
 app.add_page(market_page.page, route="/market", title="qortfolio · market", on_load=market_page.MarketState.load)
+# History page (self-contained: its state lives in pages/history.py)
+from qortview.pages import history as history_page  # noqa: E402
+
+app.add_page(history_page.page, route="/history", title="qortfolio · history", on_load=history_page.HistoryState.load)
