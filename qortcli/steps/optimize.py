@@ -30,18 +30,14 @@ from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import utcnow
 
-DEFAULTS = {"model": "hrp", "risk_measure": "MV", "min_history_days": 365, "lookback_days": 365,
-            "rebalance_threshold": 0.005}
 UNCLASSIFIED = "Unclassified"
 
 
 def settings() -> dict:
-    """The [optimize] section of the settings over the built-in defaults."""
+    """The validated [optimize] section of the settings (packaged defaults merged with the user's file)."""
     from qortcli.config import get_settings
 
-    merged = dict(DEFAULTS)
-    merged.update(get_settings().section("optimize"))
-    return merged
+    return get_settings().section("optimize")
 
 
 def portfolio_id_for(model: str, by_sector: bool, risk_measure: str = "MV", max_sector: float | None = None,
