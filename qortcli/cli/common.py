@@ -434,18 +434,25 @@ def _finite(value: Any) -> bool:
 # ------------------------------------------------------------------------------------------ tables
 
 class Column(NamedTuple):
-    """A table column: header (units in it), justification, and priority (0 = always shown; higher
-    numbers are dropped first when the table does not fit the terminal)."""
+    """A table column: header (units in it), justification, priority (0 = always shown; higher numbers
+    are dropped first when the table does not fit the terminal) and whether its text may wrap (free
+    text such as notes; names, codes and numbers never wrap and are never cut)."""
 
     header: str
     justify: str = "right"
     priority: int = 0
+    wrap: bool = False
+
+
+#: the narrowest a wrapping column is allowed to become when a table is fitted
+WRAP_MIN = 16
 
 
 def fit_table(title: str | None, columns: Sequence[Column], rows: Iterable[Sequence[str]],
               width: int | None = None, caption: str | None = None, **table_options) -> Table:
     """A rich Table no wider than `width` (default: the console's): whole columns of the lowest priority
-    are dropped (named in the caption) until the rest fit on one line each, never cut mid-cell.
+    are dropped (named in the caption) until the rest fit; cells of non-wrapping columns stay on one
+    line, whole (instrument names and strikes are never cut), wrapping columns take what is left.
 
     Cells are markup strings (escape external text with `esc`/`fmt`).
     """
@@ -453,10 +460,13 @@ def fit_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seque
     width = width or console.width
     natural = [max([Text.from_markup(c.header).cell_len] + [Text.from_markup(r[i]).cell_len for r in rows])
                for i, c in enumerate(columns)]
+    least = [min(natural[i], max(WRAP_MIN, Text.from_markup(c.header).cell_len)) if c.wrap else natural[i]
+             for i, c in enumerate(columns)]
+    edge = 0 if table_options.get("show_edge", True) else 2
     keep = list(range(len(columns)))
 
-    def total(indices) -> int:  # rich's default box: "│ cell │ cell │"
-        return sum(natural[i] + 3 for i in indices) + 1
+    def total(indices) -> int:  # rich's default box: "│ cell │ cell │" (no outer edge: 2 fewer)
+        return sum(least[i] + 3 for i in indices) + 1 - edge
 
     dropped: list[str] = []
     while total(keep) > width:
@@ -466,11 +476,13 @@ def fit_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seque
         worst = max(candidates, key=lambda i: (columns[i].priority, i))
         keep.remove(worst)
         dropped.append(Text.from_markup(columns[worst].header).plain)
-    fits = total(keep) <= width
     table = Table(title=title, title_justify="left", **table_options)
     for i in keep:
         col = columns[i]
-        table.add_column(col.header, justify=col.justify, no_wrap=fits or col.priority == 0)
+        if col.wrap:
+            table.add_column(col.header, justify=col.justify, overflow="fold", min_width=least[i])
+        else:
+            table.add_column(col.header, justify=col.justify, no_wrap=True, min_width=natural[i])
     for r in rows:
         table.add_row(*[r[i] for i in keep])
     notes = [caption] if caption else []
