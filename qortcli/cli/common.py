@@ -283,8 +283,10 @@ def fail(message: str, code: int = EXIT_FAILED) -> None:
 
 
 def note(st: State, message: str, style: str = "yellow") -> None:
-    """A one-line remark on stderr (staleness, skipped files); silent under --json (it is in the JSON)."""
-    if not st.as_json:
+    """A one-line warning on stderr (e.g. stale input); under --json a JSON object {"warning": ...}."""
+    if st.as_json:
+        write_out(json.dumps({"warning": redact(message)}), "stderr")
+    else:
         err_console.print(Text(redact(message), style=style), highlight=False, soft_wrap=True)
 
 
@@ -325,8 +327,9 @@ def handled(st: State, render: Callable[[Console, Any], None] | None = None, row
             first = (str(exc).strip().splitlines() or [""])[0]
             _error(st, exc, EXIT_FAILED, recorded, f"{type(exc).__name__}: {first} (run with -v for the traceback)")
     _store_line(st)
-    for line in st.notes:
-        note(st, line, "dim")
+    if not st.as_json:
+        for line in st.notes:
+            note(st, line, "dim")
 
 
 def _error(st: State, exc: BaseException, code: int, recorded: list[str], message: str | None = None) -> None:
