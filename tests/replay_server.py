@@ -219,8 +219,7 @@ def bad_typed(book_summary: dict) -> tuple[dict, dict[str, str]]:
     rows = [dict(r) for r in book_summary["result"]]
     damage = {}
     for row, (key, value) in zip(rows, (("mark_price", "0.01abc"), ("underlying_price", "n/a"),
-                                        ("estimated_delivery_price", [1, 2]), ("bid_price", "cheap"),
-                                        ("open_interest", {"x": 1}), ("mark_iv", "high"))):
+                                        ("volume_usd", [1, 2]), ("bid_price", "cheap"), ("mark_iv", "high"))):
         row[key] = value
         damage[row["instrument_name"]] = key
     return dict(book_summary, result=rows), damage
