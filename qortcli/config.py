@@ -315,12 +315,15 @@ def _has(tree: dict, path: tuple) -> bool:
 
 
 def _describe_error(err: dict, section: str, model: type[Section], source: Path) -> str:
-    loc = [str(p) for p in err.get("loc", ())]
-    where = f"[{'.'.join([section, *loc[:-1]])}]" if len(loc) > 1 else f"[{section}]"
-    key = loc[-1] if loc else ""
+    loc = list(err.get("loc", ()))
+    names = [i for i, p in enumerate(loc) if isinstance(p, str)]
+    last = names[-1] if names else len(loc)
+    table = [section, *(str(p) for p in loc[:last])]
+    where = f"[{'.'.join(table)}]"
+    key = (str(loc[last]) if last < len(loc) else "") + "".join(f"[{p}]" for p in loc[last + 1:])
     kind = err.get("type", "")
     if kind == "extra_forbidden":
-        known = list(model.model_fields) if len(loc) == 1 else []
+        known = list(model.model_fields) if len(table) == 1 else []
         near = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {near[0]}?)" if near else (f" (keys: {', '.join(known)})" if known else "")
         return f"{source}: {where} unknown key {key!r}{hint}"
