@@ -13,6 +13,21 @@ from typer.core import TyperGroup
 from qortcli.cli.common import EXIT_USAGE, DbOption, JsonOption, State, VerboseOption, write_out
 
 
+def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(ClickException classes, Abort classes): click's and the copy Typer vendors (typer._click)."""
+    errors, aborts = [click.ClickException], [click.exceptions.Abort, typer.Abort]
+    try:
+        from typer._click import exceptions as vendored
+
+        errors.append(vendored.ClickException)
+    except ImportError:  # a Typer that uses click itself
+        pass
+    return tuple(errors), tuple(aborts)
+
+
+CLICK_ERRORS, CLICK_ABORTS = _click_classes()
+
+
 class QortGroup(TyperGroup):
     """Typer's group, but under --json a command-line error (bad option value, unknown command) is one
     JSON object on stderr, like every other error, with click's exit code (2)."""
@@ -25,10 +40,10 @@ class QortGroup(TyperGroup):
         try:
             code = super().main(args=argv, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
                                 **extra)
-        except click.ClickException as exc:
+        except CLICK_ERRORS as exc:
             write_out(json.dumps({"error": exc.format_message(), "exit_code": exc.exit_code}), "stderr")
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except CLICK_ABORTS:
             write_out(json.dumps({"error": "aborted", "exit_code": 1}), "stderr")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
