@@ -64,11 +64,11 @@ def store_chain(db, chain: ParsedChain, now: datetime | None = None) -> dict:
     from qortcli.config import get_settings
 
     clock = time.perf_counter()
+    deribit_src.check_snapshot_time(chain, now or utcnow(), get_settings().collect.clock_skew_seconds)
     if not chain.records:
         why = ", ".join(f"{k}={v}" for k, v in chain.skipped.items()) or "no rows"
         first = f"; first: {chain.examples[0]}" if chain.examples else ""
         raise StepError(f"{chain.currency} chain ({chain.source}) has no usable option rows ({why}){first}")
-    deribit_src.check_snapshot_time(chain, now or utcnow(), get_settings().collect.clock_skew_seconds)
     snapshot_id = ops.begin_snapshot(db, "options", chain.currency, chain.timestamp, source=chain.source)
     try:
         docs = option_documents(chain.records, snapshot_id, chain.timestamp, chain.source)
