@@ -165,7 +165,7 @@ def _render_options(console, summary: dict) -> None:
         colour = {"stored": "green", "skipped": "yellow", "error": "red"}
         console.print(fit_table(
             f"Files in {esc(summary['path'])}",
-            [Column("file", "left"), Column("status", "left"), Column("snapshots"), Column("stored"),
+            [Column("file", "left"), Column("status", "left"), Column("snapshots", priority=2), Column("stored"),
              Column("note", "left", priority=1, wrap=True)],
             [[esc(f["file"]), f"[{colour.get(f['status'], 'white')}]{esc(f['status'])}[/]", str(len(f["snapshots"])),
               f"{f['stored']:,}", esc(f["note"])] for f in files]))
