@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from qortcli import __version__
 from qortcli.cli import app
 from qortcli.store import connect, ops, schema
 
-from conftest import FIXTURES
+from conftest import FIXTURES, copied_store
 
 BOOK = FIXTURES / "goodtrading_book_summary_BTC_option_20260313.json"
 NAME = re.compile(r"BTC-\d{1,2}[A-Z]{3}\d{2}-\d+-[CP]")
@@ -49,9 +48,7 @@ def priced(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def store(priced, tmp_path) -> Path:
-    copy = tmp_path / "db"
-    shutil.copytree(priced, copy)
-    return copy
+    return copied_store(priced, tmp_path)
 
 
 def _runs(path: Path, step: str) -> list[dict]:

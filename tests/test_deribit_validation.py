@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import math
 import time
-import types
 
 import numpy as np
 import pytest
-import urllib3.util.retry as retry_module
 
 from qortcli.errors import PartialFailure, StepError
 from qortcli.sources.deribit import DeribitClient, DeribitError, records_from_book_summary
@@ -219,16 +217,6 @@ def test_pricing_flags_garbage_vols_stored_before_collect_validated_them(embedde
 
 
 # ------------------------------------------------------------------------------------------ fetches (13.6)
-
-@pytest.fixture
-def urllib3_sleeps(monkeypatch):
-    """Record the waits urllib3's Retry asks for instead of sleeping."""
-    waits: list[float] = []
-    fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
-    fake_time.sleep = waits.append
-    monkeypatch.setattr(retry_module, "time", fake_time)
-    return waits
-
 
 def test_a_slow_drip_body_ends_at_the_deadline(embedded_db):
     body = json.dumps(index_price_reply(SMALL)).encode()

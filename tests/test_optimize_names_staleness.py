@@ -6,7 +6,6 @@ Prices: three recorded coins (BTC, ETH, LINK), 2022-10-01…2023-03-31 of tests/
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from qortcli.steps.common import staleness
 from qortcli.steps.optimize import portfolio_id_for, run_optimize
 from qortcli.store import connect, schema
 
-from conftest import FIXTURES
+from conftest import FIXTURES, copied_store
 
 T0 = datetime(2026, 1, 2, 0, 30, tzinfo=timezone.utc)
 FIRST, LAST = "2022-10-01", "2023-03-31"
@@ -43,9 +42,7 @@ def seeded(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def db(seeded, tmp_path):
-    copy = tmp_path / "db"
-    shutil.copytree(seeded, copy)
-    handle = connect(str(copy))
+    handle = connect(str(copied_store(seeded, tmp_path)))
     yield handle
     handle.close()
 
