@@ -252,6 +252,20 @@ def test_a_huge_body_is_refused_declared_or_not(embedded_db):
     _no_snapshot(embedded_db)
 
 
+def test_compressed_bodies_are_decoded_and_capped_by_what_they_inflate_to(embedded_db):
+    import gzip
+
+    packed = gzip.compress(json.dumps(SMALL).encode())
+    gz = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with deribit_server(SMALL) as server:
+        server.add(SUMMARY_PATH, Reply(200, packed, gz), query={"currency": "BTC"})
+        assert run_collect_deribit(embedded_db, ["BTC"], client=_client(server))["stored"] == len(SMALL["result"])
+        bomb = gzip.compress(b'{"jsonrpc": "2.0", "result": [' + b" " * (8 * 1024 * 1024))   # ~8 KB on the wire
+        server.add(SUMMARY_PATH, Reply(200, bomb, gz), query={"currency": "BTC"})
+        with pytest.raises(StepError, match=r"response body over the 1 MB cap"):
+            run_collect_deribit(embedded_db, ["BTC"], client=_client(server, max_bytes=1024 * 1024))
+
+
 def test_the_instrument_count_is_sanity_bounded(embedded_db):
     with deribit_server(SMALL) as server:
         with pytest.raises(StepError, match=r"get_instruments: 40 instruments, over the sanity bound of 10"):

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fit_table, fmt,
-                                handled, note, num, open_db, pct, state)
+from qortcli.cli.common import (CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fmt, handled, note, num,
+                                open_db, pct, state)
 
 
 class Model(str, Enum):

@@ -763,7 +763,9 @@ class DeribitClient:
             if past is not None:
                 raise past
             try:
-                chunk = raw.read1(65536) if hasattr(raw, "read1") else raw.read(65536)
+                # decoded (gzip/deflate, as requests would): the cap bounds what the body inflates to
+                chunk = raw.read1(65536, decode_content=True) if hasattr(raw, "read1") else \
+                    raw.read(65536, decode_content=True)
             except Exception as exc:  # urllib3 read errors of several kinds (timeouts, resets, bad chunks)
                 past = self._past(method, deadline_at)
                 if past is not None:
