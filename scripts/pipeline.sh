@@ -14,5 +14,5 @@ $q price --check
 $q surface
 $q optimize --model hrp
 $q optimize --model hrp --by-sector --max-sector 0.6
-$q suggest --top 3
+$q suggest --top 3 --as-of-snapshot   # the sample is recorded data: judge its expiries as of its own time
 $q status

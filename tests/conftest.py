@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,25 @@ def qort_env(tmp_path, monkeypatch):
     monkeypatch.setenv("QORT_DB", str(path))
     monkeypatch.delenv("QORT_DB_NAME", raising=False)
     return path
+
+
+@pytest.fixture
+def urllib3_sleeps(monkeypatch):
+    """Record the waits urllib3's Retry asks for (backoff, Retry-After) instead of sleeping."""
+    import time
+    import types
+
+    import urllib3.util.retry as retry_module
+
+    waits: list[float] = []
+    fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    fake_time.sleep = waits.append
+    monkeypatch.setattr(retry_module, "time", fake_time)
+    return waits
+
+
+def copied_store(seeded: Path, tmp_path: Path) -> Path:
+    """A private copy of a module-scoped seeded embedded store (tests may write to it)."""
+    copy = tmp_path / "db"
+    shutil.copytree(seeded, copy)
+    return copy

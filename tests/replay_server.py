@@ -12,6 +12,12 @@ Replies of one route are served in order; the last one repeats. A route may requ
 parameters (`query={"currency": "BTC"}`); requests that match no route get HTTP 404 with a JSON-RPC
 error body. Every request is recorded (`server.requests`: path and parsed query).
 
+Fault modes (for the bounded-fetch tests): `Reply.slow_drip(body, every=0.2, size=1)` sends its headers at
+once, then the body `size` bytes at a time every `every` seconds; `Reply.huge(n_bytes, declare=True)`
+sends `n_bytes` of JSON-looking filler (declared in Content-Length, or streamed until the connection
+closes); the book-summary helpers `future_dated`, `bad_typed` and `duplicate_rows` derive hostile
+responses from a recorded one.
+
 Deribit helpers at the bottom build the replies the recorded book summary lacks
 (`get_instruments`, `get_index_price`) from that book summary's own fields.
 """
@@ -29,12 +35,29 @@ from urllib.parse import parse_qs, urlsplit
 
 @dataclass
 class Reply:
-    """One HTTP response: status, body bytes, headers; `delay` seconds before answering (timeouts)."""
+    """One HTTP response: status, body bytes, headers; `delay` seconds before answering (timeouts);
+    `drip`/`drip_bytes` send the body slowly; `filler` bytes of padding follow the body (`declare`:
+    whether Content-Length announces them, else the connection is closed after them)."""
 
     status: int = 200
     body: bytes = b""
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0
+    drip_bytes: int = 1
+    filler: int = 0
+    declare: bool = True
+
+    @classmethod
+    def slow_drip(cls, obj, every: float = 0.2, size: int = 1) -> "Reply":
+        body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        return cls(200, body, {"Content-Type": "application/json"}, drip=every, drip_bytes=size)
+
+    @classmethod
+    def huge(cls, n_bytes: int, declare: bool = True) -> "Reply":
+        """`{"jsonrpc": "2.0", "result": [` followed by spaces: n_bytes of a body that never ends as JSON."""
+        return cls(200, b'{"jsonrpc": "2.0", "result": [', {"Content-Type": "application/json"}, filler=n_bytes,
+                   declare=declare)
 
     @classmethod
     def json(cls, obj, status: int = 200, headers: dict | None = None, delay: float = 0.0) -> "Reply":
@@ -84,10 +107,25 @@ class ReplayServer:
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():
                         self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(reply.body)))
+                    if reply.declare:
+                        self.send_header("Content-Length", str(len(reply.body) + reply.filler))
+                    else:
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
                     self.end_headers()
-                    self.wfile.write(reply.body)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    if reply.drip:
+                        for start in range(0, len(reply.body), reply.drip_bytes):
+                            self.wfile.write(reply.body[start:start + reply.drip_bytes])
+                            self.wfile.flush()
+                            time.sleep(reply.drip)
+                    else:
+                        self.wfile.write(reply.body)
+                    left = reply.filler
+                    block = b" " * 65536
+                    while left > 0:
+                        self.wfile.write(block[:min(left, len(block))])
+                        left -= len(block)
+                except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):  # the client gave up
                     pass
 
             def log_message(self, *args):  # keep test output clean
@@ -167,3 +205,27 @@ def deribit_server(book_summary: dict, currency: str = "BTC", prefix: str = "/ap
     server.add(f"{prefix}/public/get_index_price", Reply.json(index_price_reply(book_summary)),
                query={"index_name": f"{currency.lower()}_usd"})
     return server
+
+
+def future_dated(book_summary: dict, seconds: float) -> dict:
+    """The recorded book summary with every row's creation_timestamp moved `seconds` after now."""
+    stamp = int((time.time() + seconds) * 1000)
+    return dict(book_summary, result=[dict(r, creation_timestamp=stamp) for r in book_summary["result"]])
+
+
+def bad_typed(book_summary: dict) -> tuple[dict, dict[str, str]]:
+    """The recorded book summary with strings where numbers belong in its first rows, and which rows
+    carry which bad field: (envelope, {instrument_name: field})."""
+    rows = [dict(r) for r in book_summary["result"]]
+    damage = {}
+    for row, (key, value) in zip(rows, (("mark_price", "0.01abc"), ("underlying_price", "n/a"),
+                                        ("volume_usd", [1, 2]), ("bid_price", "cheap"), ("mark_iv", "high"))):
+        row[key] = value
+        damage[row["instrument_name"]] = key
+    return dict(book_summary, result=rows), damage
+
+
+def duplicate_rows(book_summary: dict, n: int = 5) -> dict:
+    """The recorded book summary with its first `n` rows sent twice (the copies at the end)."""
+    rows = list(book_summary["result"])
+    return dict(book_summary, result=rows + [dict(r) for r in rows[:n]])

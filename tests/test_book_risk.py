@@ -48,7 +48,7 @@ def store(tmp_path_factory):
     run_collect_file(db, FIXTURES / CHAIN)
     run_price(db)
     run_surface(db)
-    suggested = run_suggest(db, currency="BTC", strategies=["short_strangle"], top=1)
+    suggested = run_suggest(db, currency="BTC", strategies=["short_strangle"], top=1, as_of_snapshot=True)
     ids = [s["_id"] for c in suggested["currencies"] for s in c["suggestions"]]
     yield {"db": db, "path": path, "suggestions": ids, "root": root}
     db.close()
@@ -288,7 +288,7 @@ def test_risk_cli_tables_fit_100_columns_and_json_carries_every_figure(store, mo
     db = store["db"]
     run_book_import(db, GET_POSITIONS, book="cli")
     monkeypatch.setenv("QORT_DB", str(store["path"]))
-    monkeypatch.setattr(common.console, "width", 100)
+    monkeypatch.setenv("COLUMNS", "100")   # the console follows COLUMNS at print time
     text = runner.invoke(app, ["risk", "--book", "cli", "--horizon", "all"])
     assert text.exit_code == 0, text.output
     lines = text.output.splitlines()

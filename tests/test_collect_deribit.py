@@ -7,10 +7,8 @@ get_instruments and get_index_price replies are built from the recorded book sum
 from __future__ import annotations
 
 import json
-import types
 
 import pytest
-import urllib3.util.retry as retry_module
 from typer.testing import CliRunner
 
 from qortcli.errors import StepError
@@ -30,18 +28,6 @@ N_ROWS = len(BOOK["result"])
 # The fault tests replay the first 60 recorded rows (real data, fewer writes: the suite stays fast).
 SMALL = dict(BOOK, result=BOOK["result"][:60])
 N_SMALL = 60
-
-
-@pytest.fixture
-def urllib3_sleeps(monkeypatch):
-    """Record the waits urllib3's Retry asks for (backoff, Retry-After) instead of sleeping."""
-    import time
-
-    waits: list[float] = []
-    fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
-    fake_time.sleep = waits.append
-    monkeypatch.setattr(retry_module, "time", fake_time)
-    return waits
 
 
 def _client(server, retries=3, sleeps=None, timeout=(2.0, 5.0)):

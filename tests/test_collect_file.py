@@ -169,6 +169,6 @@ def test_cli_from_file_exit_codes(qort_env, tmp_path):
     assert summary["stored"] == len(pd.read_csv(CHAIN_CSV))
 
     missing = runner.invoke(app, ["collect", "deribit", "--from-file", str(tmp_path / "nope.json")])
-    assert missing.exit_code == 1 and "not found" in missing.output
+    assert missing.exit_code == 2 and "not found" in missing.output  # a bad path is a usage error
     usage = runner.invoke(app, ["collect", "deribit", "--from-file", str(CHAIN_CSV), "--currency", "BTC"])
     assert usage.exit_code == 2

@@ -100,6 +100,6 @@ def test_cli_from_csv(qort_env, tmp_path):
     table = runner.invoke(app, ["collect", "prices", "--from-csv", str(folder)])
     assert table.exit_code == 0 and "LINK-USD" in table.stdout
     bad = runner.invoke(app, ["collect", "prices", "--from-csv", str(tmp_path / "missing")])
-    assert bad.exit_code == 1 and "not found" in bad.output
+    assert bad.exit_code == 2 and "not found" in bad.output  # a bad path is a usage error
     usage = runner.invoke(app, ["collect", "prices", "--from-csv", str(folder), "--sector", "DeFi"])
     assert usage.exit_code == 2

@@ -135,11 +135,11 @@ def test_cli_json_carries_every_figure_of_the_tables(cli_store):
         assert shown.exit_code == 0, shown.output
         raw = runner.invoke(app, [*args, "--json"])
         assert raw.exit_code == 0, raw.output
-        view = json.loads(raw.output)
+        view = json.loads(raw.stdout)
         # the tables are a function of the JSON alone: rendering the parsed JSON gives the same text
         out = io.StringIO()
         render(Console(file=out, width=160), view, rows=0 if "--rows" in args else 24)
-        assert out.getvalue() == shown.output
+        assert out.getvalue() == shown.stdout   # stderr carries the dim "store:" line
         # and the headline figures are the step's own
         cur = view["currencies"][0]
         assert cur["selected"]["max_pain_coin_payoff_usd"] is not None
@@ -151,7 +151,7 @@ def test_cli_json_carries_every_figure_of_the_tables(cli_store):
 def test_cli_renders_whole_names_and_strikes_in_100_columns(cli_store):
     result = runner.invoke(app, ["market", "--currency", "BTC", "--rows", "40"], env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 100
     assert "…" not in result.output                                # nothing truncated
     view = json.loads(runner.invoke(app, ["market", "--currency", "BTC", "--json"]).output)["currencies"][0]

@@ -91,7 +91,8 @@ def test_hrp_document_metrics_equal_quantstats_on_the_same_returns(db):
     docs = list(db[schema.PORTFOLIOS].find({}))
     assert len(docs) == 1
     doc = docs[0]
-    assert doc["_id"] == "hrp-assets|20230331T000000Z" and doc["portfolio_id"] == summary["portfolio_id"] == "hrp-assets"
+    assert doc["_id"] == "hrp-assets-monthly-lb365|20230331T000000Z"  # the name encodes --rebalance and its lookback
+    assert doc["portfolio_id"] == summary["portfolio_id"] == "hrp-assets-monthly-lb365"
     assert doc["timestamp"] == datetime(2023, 3, 31, tzinfo=timezone.utc) and doc["computed_at"] == T0
     assert doc["model"] == "hrp" and doc["params"]["risk_measure"] == "MV" and doc["excluded"] == []
     weights = pd.Series(doc["weights"])
@@ -271,4 +272,4 @@ def test_asset_selection_lists_unknown_tickers(db):
     assert s["excluded"] == [{"symbol": "NOPE", "reason": "no price_data documents", "returns": 0}]
     # one asset per sector: each sector's weight is its asset's weight
     assert s["sector_weights"] == pytest.approx({s["sectors"][a]: w for a, w in s["weights"].items()}, abs=1e-12)
-    assert s["portfolio_id"] == "min-risk-sectors"
+    assert s["portfolio_id"] == "min-risk-sectors-bnb+btc+eth+nope"  # the name encodes the requested assets

@@ -14,7 +14,8 @@ STEPS = [
     ("surface", "qortcli.steps.surface", "run_surface", {}),
     ("optimize", "qortcli.steps.optimize", "run_optimize", {"model": "hrp"}),
     ("optimize-sectors", "qortcli.steps.optimize", "run_optimize", {"model": "hrp", "by_sector": True}),
-    ("suggest", "qortcli.steps.suggest", "run_suggest", {"top": 3}),
+    # the sample's expiries have all passed today: suggest as of the snapshot's own time (a backtest)
+    ("suggest", "qortcli.steps.suggest", "run_suggest", {"top": 3, "as_of_snapshot": True}),
     ("track", "qortcli.steps.suggest", "run_track", {}),
 ]
 

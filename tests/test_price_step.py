@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qortcli.cli import app
-from qortcli.errors import StepError
+from qortcli.errors import StepError, UsageError
 from qortcli.steps.collect import run_collect_file
 from qortcli.steps.price import run_price
 from qortcli.store import ops, schema
@@ -108,8 +108,8 @@ def test_no_snapshot_is_a_step_error(embedded_db):
     with pytest.raises(StepError, match="collect"):
         run_price(embedded_db)
     run_collect_file(embedded_db, BOOK)
-    with pytest.raises(StepError, match="ETH"):
-        run_price(embedded_db, currency="ETH")
+    with pytest.raises(UsageError, match=r"no ETH option snapshot in the store \(it has BTC\)"):
+        run_price(embedded_db, currency="ETH")  # an unknown currency is a usage error (exit 2)
 
 
 def test_cli_collect_then_price_json_check_and_expiry(qort_env, tmp_path):
@@ -120,7 +120,7 @@ def test_cli_collect_then_price_json_check_and_expiry(qort_env, tmp_path):
 
     result = runner.invoke(app, ["price", "--currency", "BTC", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert isinstance(rows, list) and len(rows) == sum(r["instrument_name"].startswith("BTC-") for r in rows) > 100
     need = {"instrument_name", "strike", "expiry", "option_type", "forward", "mark_price", "mark_iv",
             "model_price_coin", "model_price_usd", "iv_mark", "delta", "gamma", "vega", "theta", "rho",
@@ -134,15 +134,20 @@ def test_cli_collect_then_price_json_check_and_expiry(qort_env, tmp_path):
 
     result = runner.invoke(app, ["price", "--currency", "BTC", "--expiry", "27mar26", "--json"])
     assert result.exit_code == 0, result.output
-    picked = json.loads(result.output)
+    picked = json.loads(result.stdout)
     assert picked and all(r["instrument_name"].startswith("BTC-27MAR26-") for r in picked)
 
     result = runner.invoke(app, ["price", "--expiry", "1JAN99"], env={"COLUMNS": "200"})
-    assert result.exit_code == 1 and "no expiry 1JAN99" in result.output and "16JAN26, 27MAR26" in result.output
+    assert result.exit_code == 2 and "expiry 1JAN99 expired on 1999-01-01" in result.output
+    assert "16JAN26, 27MAR26" in result.output
+    result = runner.invoke(app, ["price", "--expiry", "1JAN30"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "no expiry 1JAN30" in result.output and "16JAN26, 27MAR26" in result.output
+    result = runner.invoke(app, ["price", "--expiry", "99ZZZ26"])
+    assert result.exit_code == 2 and "not a Deribit expiry code" in result.output
 
     result = runner.invoke(app, ["price", "--check", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert [s["currency"] for s in report["snapshots"]] == ["BTC", "ETH"]
     assert all(s["check"]["share_within"] >= 0.9 for s in report["snapshots"])
     assert "options" not in report

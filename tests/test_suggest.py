@@ -30,6 +30,8 @@ pytestmark = pytest.mark.slow  # imports four recorded snapshots (~5 s each) and
 STAMPS = ["20260105T041127Z", "20260109T035640Z", "20260109T092126Z", "20260111T211857Z"]
 FILES = {s: FIXTURES / f"deribit_options_snapshot_{s}.csv" for s in STAMPS}
 F0, F1, F2, F3 = STAMPS
+#: "now" for suggestions on the latest snapshot: its own time (the recorded expiries have all passed today)
+AT_F0 = datetime.strptime(F0, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
 
 
 def rows(stamp: str, currency: str | None = None) -> pd.DataFrame:
@@ -51,9 +53,10 @@ def store(tmp_path_factory):
         for d, o, h, lo, c, a, v in btc[["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]].itertuples(index=False)])
     run_collect_file(db, FILES[F0])
     run_surface(db)  # the first snapshot's SVI surface: POP uses its risk-neutral distribution
-    by_rules = run_suggest(db)
-    every = run_suggest(db, strategies=list(STRATEGIES), top=0)
-    short_dated = run_suggest(db, expiry="9JAN26", strategies=["short_strangle", "iron_condor", "long_straddle"], top=0)
+    by_rules = run_suggest(db, now=AT_F0)
+    every = run_suggest(db, strategies=list(STRATEGIES), top=0, now=AT_F0)
+    short_dated = run_suggest(db, expiry="9JAN26", strategies=["short_strangle", "iron_condor", "long_straddle"], top=0,
+                              now=AT_F0)
     for stamp in STAMPS[1:]:
         run_collect_file(db, FILES[stamp])
     run_backfill(db)   # the per-snapshot summaries (the worker's surface step writes them after each collect)
@@ -250,14 +253,14 @@ def test_rerun_keeps_the_track_record(store):
 
 
 def test_step_errors(store):
-    from qortcli.errors import StepError, UsageError
+    from qortcli.errors import UsageError
 
     with pytest.raises(UsageError):
         run_suggest(store["db"], currency="BTC", expiry="1JAN20")
     with pytest.raises(UsageError):
         run_suggest(store["db"], currency="BTC", strategies=["butterfly"])
-    with pytest.raises(StepError):
-        run_suggest(store["db"], currency="SOL")
+    with pytest.raises(UsageError, match=r"no SOL option snapshot in the store \(it has BTC, ETH\)"):
+        run_suggest(store["db"], currency="SOL")  # an unknown currency is a usage error, not "collect it"
 
 
 def test_cli_suggest_json_and_track(store):
@@ -265,10 +268,10 @@ def test_cli_suggest_json_and_track(store):
 
     runner = CliRunner()
     db = str(store["path"])
-    out = runner.invoke(app, ["suggest", "--db", db, "--currency", "BTC", "--expiry", "30JAN26", "--top", "3",
+    out = runner.invoke(app, ["suggest", "--db", db, "--snapshot", f"BTC-{F3}", "--expiry", "30JAN26", "--top", "3",
                               "-s", "iron_condor", "--json"])
     assert out.exit_code == 0, out.output
-    summary = json.loads(out.output)
+    summary = json.loads(out.stdout)
     cur = summary["currencies"][0]
     assert cur["expiry"] == "30JAN26" and cur["snapshot_id"] == f"BTC-{F3}"
     ic = next(s for s in cur["suggestions"] if s["strategy"] == "iron_condor")
@@ -278,7 +281,7 @@ def test_cli_suggest_json_and_track(store):
     vega_coin = sum(leg["side_sign"] * leg["size"] * leg["greeks"]["vega"] / leg["forward_usd"] for leg in legs)
     assert ic["metrics"]["net_greeks"]["vega_spot_usd"] == pytest.approx(vega_coin * ic["index_usd"], rel=1e-9)
     panel = runner.invoke(app, ["suggest", "--db", db, "--currency", "BTC", "--expiry", "30JAN26", "--top", "0",
-                                "-s", "iron_condor"], env={"COLUMNS": "200"})
+                                "-s", "iron_condor", "--as-of-snapshot"], env={"COLUMNS": "200"})
     assert panel.exit_code == 0, panel.output
     assert "spot-USD/vol pt" in panel.output and "(marks)" in panel.output and "USD/vol pt ·" not in panel.output
     text = runner.invoke(app, ["suggest", "--db", db, "--currency", "BTC", "--track"])

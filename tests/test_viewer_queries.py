@@ -50,7 +50,8 @@ def store(tmp_path_factory):
     run_price(db)
     run_surface(db)
     run_optimize(db)
-    run_suggest(db, currency="BTC", strategies=["short_strangle", "iron_condor"], top=3)
+    run_suggest(db, currency="BTC", strategies=["short_strangle", "iron_condor"], top=3,
+                as_of_snapshot=True)  # recorded chains: expiries judged as of the snapshot's own time
     yield {"db": db, "ro": ReadOnlyDatabase(db)}
     db.close()
 

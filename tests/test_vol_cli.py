@@ -44,10 +44,10 @@ def shown(cli_db):
     for width in ("160", "100"):
         result = runner.invoke(app, ["vol", "-c", "BTC", "--db", str(cli_db)], env={"COLUMNS": width})
         assert result.exit_code == 0, result.output
-        out[width] = result.output
+        out[width] = result.stdout   # stderr carries the dim "store:" line
     raw = runner.invoke(app, ["vol", "-c", "BTC", "--db", str(cli_db), "--json"])
     assert raw.exit_code == 0, raw.output
-    return out["160"], out["100"], json.loads(raw.output)
+    return out["160"], out["100"], json.loads(raw.stdout)
 
 
 def test_tables_are_a_function_of_the_json(shown):
@@ -95,7 +95,7 @@ def test_csv_carries_every_table_figure(env, tmp_path):
     path = tmp_path / "vol.csv"
     result = runner.invoke(app, ["vol", "-c", "BTC", "--csv", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    view = json.loads(result.output)
+    view = json.loads(result.stdout)
     assert view["csv"] == str(path)
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

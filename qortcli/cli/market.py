@@ -11,7 +11,8 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, _width, emit, handled, open_db, state
+from qortcli.cli.common import DbOption, JsonOption, emit, handled, open_db, state
+from qortcli.cli.common import terminal_width as _width
 from qortcli.quant.market import DEFAULT_DEALER, DEALER_CONVENTIONS
 from qortcli.timeutils import DEFAULT_BASIS
 

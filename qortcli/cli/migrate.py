@@ -6,12 +6,14 @@ import typer
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, err_console, fail, fmt, handled, open_db, state
+from qortcli.cli.common import (CsvOption, DbOption, JsonOption, VerboseOption, emit, err_console, esc, fail, fmt,
+                                handled, open_db, state)
 from qortcli.steps.migrate import DEFAULT_BATCH_SIZE, MigrationMismatch, run_migrate
 
 
 @app.command()
-def migrate(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
+def migrate(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+            csv: CsvOption = None,
             to: str = typer.Option(None, "--to", metavar="URL",
                                    help="Copy every collection of the store to this one (mongodb://, mongodb+srv:// "
                                         "or a directory), resumable, then verify counts and content hashes."),
@@ -31,11 +33,13 @@ def migrate(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
     then per-collection counts and order-independent hashes compared on both sides (exit 1 on any mismatch).
     TLS settings come from the URL (mongodb+srv:// turns TLS on; add e.g. ?tlsCAFile=/path/ca.pem).
 
+    --csv writes the migrations table (or, with --to, the per-collection copy table).
+
     Example: qortcli migrate --to "mongodb+srv://user:pass@cluster0.example.mongodb.net/qortfolio" --dry-run
 
     Example: qortcli migrate --upgrade-store      # a store written by qortfolio 0.1 (litemongo)
     """
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     if (dry_run or to_db) and not to:
         fail("--dry-run and --to-db only make sense with --to URL", 2)
     if upgrade_store:
@@ -55,22 +59,23 @@ def migrate(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
             emit(st, summary, _render_upgrade)
         return
     with handled(st):
-        database = open_db(st, migrate=False)
+        database = open_db(st, migrate=False, writes=to is None)  # with --to the summary names both stores
         try:
             if to is None:
-                emit(st, run_migrate(database), _render)
+                emit(st, run_migrate(database), _render, lambda s: s["migrations"])
                 return
             if dry_run:
-                emit(st, run_migrate(database, to, to_db_name=to_db, dry_run=True, batch_size=batch_size), _render_copy)
+                emit(st, run_migrate(database, to, to_db_name=to_db, dry_run=True, batch_size=batch_size), _render_copy,
+                     _copy_rows)
                 return
             with _progress(enabled=not st.as_json) as progress:
                 try:
                     summary = run_migrate(database, to, to_db_name=to_db, batch_size=batch_size, progress=progress)
                 except MigrationMismatch as exc:
                     progress.stop()
-                    emit(st, exc.summary, _render_copy)
+                    emit(st, exc.summary, _render_copy, _copy_rows)
                     fail(str(exc))
-            emit(st, summary, _render_copy)
+            emit(st, summary, _render_copy, _copy_rows)
         finally:
             database.close()
 
@@ -102,14 +107,18 @@ class _progress:
             self._bar.update(self._tasks[collection], completed=done, total=total)
 
 
+def _copy_rows(summary: dict) -> list[dict]:
+    return list(summary["collections"])
+
+
 def _render(console, summary: dict) -> None:
-    console.print(f"[bold]Store:[/] {summary['store']}")
+    console.print(f"[bold]Store:[/] {esc(summary['store'])}")
     table = Table(title="Schema migrations", title_justify="left")
     for col in ("#", "description", "status", "applied at"):
         table.add_column(col)
     for m in summary["migrations"]:
         colour = "green" if m["status"] == "applied now" else "dim"
-        table.add_row(str(m["number"]), m["description"], f"[{colour}]{m['status']}[/]", fmt(m.get("applied_at")))
+        table.add_row(str(m["number"]), esc(m["description"]), f"[{colour}]{esc(m['status'])}[/]", fmt(m.get("applied_at")))
     console.print(table)
 
 
@@ -126,13 +135,13 @@ def _render_upgrade(console, summary: dict) -> None:
 
 
 def _render_copy(console, summary: dict) -> None:
-    console.print(f"[bold]From:[/] {summary['store']}\n[bold]To:[/]   {summary['target']}")
+    console.print(f"[bold]From:[/] {esc(summary['store'])}\n[bold]To:[/]   {esc(summary['target'])}")
     if summary["dry_run"]:
         table = Table(title=f"Dry run: nothing written (batches of {summary['batch_size']})", title_justify="left")
         for col in ("collection", "source docs", "target docs now", "already copied", "would copy", "batches"):
             table.add_column(col, justify="left" if col == "collection" else "right")
         for row in summary["collections"]:
-            table.add_row(row["collection"], str(row["source_count"]), str(row["target_count_before"]),
+            table.add_row(esc(row["collection"]), str(row["source_count"]), str(row["target_count_before"]),
                           str(row["resumed_from"]), str(row["would_copy"]), str(row["batches"]))
         console.print(table)
         return
@@ -141,10 +150,10 @@ def _render_copy(console, summary: dict) -> None:
         table.add_column(col, justify="right" if col in ("docs", "copied", "resumed at", "target") else "left")
     for row in summary["collections"]:
         ok = row.get("match")
-        verdict = "[green]identical[/]" if ok else f"[red]{row.get('detail', 'not verified')}[/]"
+        verdict = "[green]identical[/]" if ok else f"[red]{esc(row.get('detail', 'not verified'))}[/]"
         digest = row.get("source_hash", "")[:10] if ok else \
             f"{row.get('source_hash', '')[:10]} ≠ {row.get('target_hash', '')[:10]}"
-        table.add_row(row["collection"], str(row["source_count"]), str(row["copied"]), str(row["resumed_from"]),
+        table.add_row(esc(row["collection"]), str(row["source_count"]), str(row["copied"]), str(row["resumed_from"]),
                       str(row.get("target_count", "–")), digest, verdict)
     console.print(table)
     if summary.get("ok"):

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, fmt, handled, open_db, state
+from qortcli.cli.common import (CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fmt, handled, note, num,
+                                open_db, pct, state)
 from qortcli.quant.allocation import MODELS, RISK_MEASURES
 from qortcli.quant.backtest import REBALANCE_FREQUENCIES
 
@@ -53,16 +54,21 @@ def optimize(
     min_history: Annotated[Optional[int], typer.Option(
         "--min-history", min=2, help="Exclude assets with fewer daily returns than this (default 365).")] = None,
     name: Annotated[Optional[str], typer.Option(
-        "--name", help="portfolio_id to store under (default from model and parameters, e.g. hrp-assets).")] = None,
+        "--name", help="portfolio_id to store under (default: built from the model and every input, e.g. "
+                       "hrp-assets, hrp-assets-btc+eth-from2022-01-01-monthly-lb180).")] = None,
     report: Annotated[Optional[Path], typer.Option(
         "--report", help="Write a quantstats HTML tearsheet (vs the equal-weight benchmark; offline).")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    verbose: VerboseOption = 0,
+    csv: CsvOption = None,
 ) -> None:
     """Optimise a crypto portfolio from stored daily closes and store it with its risk metrics.
 
-    Weights are fractions of the portfolio; metrics use the day-count basis' days a year as periods (365 on
-    ACT/365). Out-of-sample walk-forward metrics (--rebalance) come first; in-sample ones are labelled so. The previous allocation of the same portfolio is compared and the changes shown as rebalancing suggestions.
+    Weights are fractions of the portfolio (percent in tables); metrics use the day-count basis' days a year
+    as periods (365 on ACT/365). Out-of-sample walk-forward metrics (--rebalance) come first; in-sample ones are
+    labelled so. The previous allocation of the same portfolio (an earlier as-of day, or the same day with
+    different weights) is compared and the changes shown as rebalancing suggestions. --csv writes the weights.
 
     Examples:
 
@@ -74,20 +80,32 @@ def optimize(
     """
     from qortcli.steps.optimize import run_optimize
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         tickers = [t.strip().upper() for item in (asset or []) for t in item.split(",") if t.strip()] or None
+        bad = [t for t in tickers or [] if not t.replace("-", "").replace("_", "").isalnum()]
+        if bad:
+            from qortcli.errors import UsageError
+
+            raise UsageError(f"--asset {bad[0]!r} is not a ticker like BTC")
         database = open_db(st)
         summary = run_optimize(
             database, model=model.value if model else None, by_sector=by_sector,
             risk_measure=risk_measure.value if risk_measure else None, max_sector=max_sector, max_asset=max_asset,
             min_asset=min_asset, rebalance=rebalance.value if rebalance else None, start=start, end=end,
             assets=tickers, min_history_days=min_history, lookback_days=lookback, portfolio_id=name, report=report)
-        emit(st, summary, _render)
+        for stale in summary.get("stale") or []:
+            note(st, stale["message"])
+        emit(st, summary, _render, _rows)
 
 
-def _pct(value, digits: int = 1) -> str:
-    return "–" if value is None else f"{100 * value:.{digits}f}%"
+def _rows(s: dict) -> list[dict]:
+    return [{"portfolio_id": s["portfolio_id"], "as_of": s["timestamp"], "asset": a, "sector": s["sectors"].get(a),
+             "weight": w} for a, w in sorted(s["weights"].items(), key=lambda kv: -kv[1])]
+
+
+def _pct(value, digits: int = 2) -> str:
+    return pct(value, digits)
 
 
 def _bar(weight: float, biggest: float, width: int = 30) -> str:
@@ -96,22 +114,23 @@ def _bar(weight: float, biggest: float, width: int = 30) -> str:
 
 
 METRIC_ROWS = (("total_return", "total return", _pct), ("cagr", "CAGR", _pct), ("volatility", "volatility (ann.)", _pct),
-               ("sharpe", "Sharpe", fmt), ("sortino", "Sortino", fmt), ("calmar", "Calmar", fmt), ("omega", "Omega", fmt),
+               ("sharpe", "Sharpe", num), ("sortino", "Sortino", num), ("calmar", "Calmar", num), ("omega", "Omega", num),
                ("max_drawdown", "max drawdown", _pct), ("var_95", "VaR 95% (1 day, hist.)", lambda v: _pct(v, 2)),
                ("cvar_95", "CVaR 95% (1 day, hist.)", lambda v: _pct(v, 2)))
 
 
 def _render(console, s: dict) -> None:
     data = s["data"]
-    console.print(f"[bold]{s['portfolio_id']}[/]  model {s['model']} ({s['params']['risk_measure']}), "
-                  f"{len(s['weights'])} assets, {data['days']} daily returns {data['first']}…{data['last']}"
-                  + (f", {data['dropped_days']} days dropped for gaps" if data["dropped_days"] else ""))
+    console.print(f"[bold]{esc(s['portfolio_id'])}[/]  model {esc(s['model'])} ({esc(s['params']['risk_measure'])}), "
+                  f"{len(s['weights'])} assets, {data['days']} daily returns {fmt(data['first'])[:10]}…"
+                  f"{fmt(data['last'])[:10]}"
+                  + (f", {data['dropped_days']} days dropped for gaps" if data["dropped_days"] else ""), highlight=False)
     weights = Table(title="Weights", title_justify="left")
     for col, just in (("asset", "left"), ("sector", "left"), ("weight", "right"), ("", "left")):
         weights.add_column(col, justify=just)
     biggest = max(s["weights"].values())
     for name, w in sorted(s["weights"].items(), key=lambda kv: -kv[1]):
-        weights.add_row(name, s["sectors"].get(name, ""), _pct(w, 2), f"[cyan]{_bar(w, biggest)}[/]")
+        weights.add_row(esc(name), esc(s["sectors"].get(name, "")), _pct(w, 2), f"[cyan]{_bar(w, biggest)}[/]")
     console.print(weights)
 
     sectors = Table(title="Sector weights", title_justify="left")
@@ -119,7 +138,7 @@ def _render(console, s: dict) -> None:
         sectors.add_column(col, justify=just)
     top = max(s["sector_weights"].values())
     for name, w in s["sector_weights"].items():
-        sectors.add_row(name, _pct(w, 2), f"[magenta]{_bar(w, top)}[/]")
+        sectors.add_row(esc(name), _pct(w, 2), f"[magenta]{_bar(w, top)}[/]")
     console.print(sectors)
 
     m = s["metrics"]
@@ -145,8 +164,8 @@ def _render(console, s: dict) -> None:
     for col in ("asset", "CAGR", "volatility", "Sharpe", "Sortino", "max drawdown", "CVaR 95%"):
         assets.add_column(col, justify="left" if col == "asset" else "right")
     for name, values in ins["assets"].items():
-        assets.add_row(name, _pct(values["cagr"]), _pct(values["volatility"]), fmt(values["sharpe"]),
-                       fmt(values["sortino"]), _pct(values["max_drawdown"]), _pct(values["cvar_95"], 2))
+        assets.add_row(esc(name), _pct(values["cagr"]), _pct(values["volatility"]), num(values["sharpe"]),
+                       num(values["sortino"]), _pct(values["max_drawdown"]), _pct(values["cvar_95"], 2))
     console.print(assets)
 
     bt = s["backtest"]
@@ -159,7 +178,7 @@ def _render(console, s: dict) -> None:
         excluded.add_column("asset")
         excluded.add_column("reason")
         for row in s["excluded"]:
-            excluded.add_row(row["symbol"], row["reason"])
+            excluded.add_row(esc(row["symbol"]), esc(row["reason"]))
         console.print(excluded)
 
     plan = s.get("rebalancing")
@@ -172,12 +191,12 @@ def _render(console, s: dict) -> None:
             changes.add_column(col, justify=just)
         for row in plan["changes"]:
             colour = {"buy": "green", "sell": "red"}.get(row["action"], "white")
-            changes.add_row(row["asset"], _pct(row["previous"], 2), _pct(row["new"], 2),
-                            f"{100 * row['change']:+.2f}%", f"[{colour}]{row['action']}[/]")
+            changes.add_row(esc(row["asset"]), _pct(row["previous"], 2), _pct(row["new"], 2),
+                            f"{100 * row['change']:+.2f}%", f"[{colour}]{esc(row['action'])}[/]")
         console.print(changes)
     else:
         console.print("No previous allocation of this portfolio: nothing to rebalance against.")
     if s.get("report"):
-        console.print(f"Tearsheet written to {s['report']}")
-    console.print(f"Stored as {s['portfolio_id']} as of {fmt(s['timestamp'])[:10]} (computed {fmt(s['computed_at'])} UTC, "
-                  f"{s['seconds']} s).")
+        console.print(f"Tearsheet written to {esc(s['report'])}", highlight=False)
+    console.print(f"Stored as {esc(s['portfolio_id'])} as of {fmt(s['timestamp'])[:10]} (computed {fmt(s['computed_at'])} UTC, "
+                  f"{s['seconds']} s).", highlight=False)

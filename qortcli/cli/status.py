@@ -3,63 +3,69 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, fmt, handled, open_db, state
+from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fmt, handled, open_db, state
 from qortcli.steps.status import run_status
 
 
 @app.command()
-def status(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
+def status(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+           csv: CsvOption = None,
            runs: int = typer.Option(10, "--runs", min=0, help="How many recent runs to list.")) -> None:
     """Show the store in use, document counts, the latest complete snapshot per currency and recent runs.
 
+    Read-only. --csv writes the document counts per collection.
+
     Example: qortcli status --json
     """
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         database = open_db(st, migrate=False)
-        emit(st, run_status(database, runs=runs), _render)
+        emit(st, run_status(database, runs=runs), _render, _rows)
+
+
+def _rows(summary: dict) -> list[dict]:
+    return [{"collection": name, "documents": n} for name, n in summary["counts"].items()]
 
 
 def _render(console, summary: dict) -> None:
-    console.print(f"[bold]Store:[/] {summary['store']}")
+    console.print(f"[bold]Store:[/] {esc(summary['store'])}")
     counts = Table(title="Documents per collection", title_justify="left")
     counts.add_column("collection")
     counts.add_column("documents", justify="right")
     for name, n in summary["counts"].items():
-        counts.add_row(name, str(n))
+        counts.add_row(esc(name), f"{n:,}")
     console.print(counts)
 
     snaps = Table(title="Latest complete snapshots", title_justify="left")
-    for col in ("currency", "snapshot", "taken at", "instruments", "priced"):
-        snaps.add_column(col)
+    for col in ("currency", "snapshot", "taken at (UTC)", "instruments", "priced"):
+        snaps.add_column(col, justify="right" if col in ("instruments", "priced") else "left")
     for snap in summary["latest_snapshots"]:
-        snaps.add_row(snap["currency"], snap["snapshot_id"], fmt(snap["timestamp"]),
-                      str(snap.get("instruments", "–")), str(snap.get("priced", "–")))
+        snaps.add_row(esc(snap["currency"]), esc(snap["snapshot_id"]), fmt(snap["timestamp"]),
+                      fmt(snap.get("instruments", "–")), fmt(snap.get("priced", "–")))
     if not summary["latest_snapshots"]:
         snaps.add_row("–", "no snapshot yet: run `qortcli collect sample` or `qortcli collect deribit`", "", "", "")
     console.print(snaps)
 
     for extra in summary.get("sections", []):
-        table = Table(title=extra["title"], title_justify="left")
+        table = Table(title=esc(extra["title"]), title_justify="left")
         for col in extra["columns"]:
-            table.add_column(col)
+            table.add_column(esc(col))
         for row in extra["rows"]:
-            table.add_row(*[escape(fmt(v)) for v in row])
+            table.add_row(*[fmt(v) for v in row])
         console.print(table)
 
     runs = Table(title="Last runs", title_justify="left")
-    for col in ("step", "trigger", "started", "seconds", "status", "counts / error"):
-        runs.add_column(col)
+    for col in ("step", "trigger", "started (UTC)", "seconds", "status", "counts / error"):
+        runs.add_column(col, justify="right" if col == "seconds" else "left")
     for run in summary["last_runs"]:
         status = run["status"]
         colour = {"ok": "green", "failed": "red", "missed": "yellow", "running": "cyan"}.get(status, "white")
         detail = run.get("error") or ", ".join(f"{k}={v}" for k, v in (run.get("counts") or {}).items())
-        runs.add_row(run["step"], run.get("trigger", ""), fmt(run.get("started_at")), fmt(run.get("seconds")),
-                     f"[{colour}]{escape(status)}[/]", escape(detail))
+        runs.add_row(esc(run["step"]), esc(run.get("trigger") or ""), fmt(run.get("started_at")),
+                     fmt(run.get("seconds")), f"[{colour}]{esc(status)}[/]", esc(detail))
     if not summary["last_runs"]:
         runs.add_row("–", "", "", "", "", "no runs recorded yet")
     console.print(runs)

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, fmt, handled, open_db, state
+from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fit_table, handled, num,
+                                open_db, pct, state)
 from qortcli.errors import StepError, UsageError
 
 
 @app.command()
-def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
+def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+            csv: CsvOption = None,
             currency: Optional[str] = typer.Option(None, "--currency", "-c",
                                                    help="Only this currency (e.g. BTC); default: every currency."),
             plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.html|FILE.png",
@@ -33,11 +33,13 @@ def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
     Each fit also stores the snapshot's summary (constant-maturity ATM IV, RR25, BF25 at 7–180 days from
     the marks and from the fit, the variance-swap vol, positioning totals): the source of every history view.
 
+    Vols in percent (fractions in --json); --csv writes one row per currency and expiry.
+
     Example: qortcli surface --currency BTC --plot btc_surface.html
 
     Example: qortcli surface --backfill      # summaries for snapshots stored before they existed
     """
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     if backfill:
         with handled(st):
             if plot is not None:
@@ -53,6 +55,8 @@ def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
     with handled(st):
         if plot is not None and plot.suffix.lower() not in (".html", ".htm", ".png"):
             raise UsageError(f"--plot {plot}: the file must end in .html or .png")
+        if plot is not None and not plot.expanduser().parent.is_dir():
+            raise UsageError(f"--plot {plot}: directory {plot.expanduser().parent} does not exist")
         if plot is not None and plot.suffix.lower() == ".png":
             _require_png_export()
         from qortcli.steps.surface import run_surface
@@ -63,7 +67,12 @@ def surface(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False
         if plot is not None:
             docs = [read.surface_at(database, s["snapshot_id"]) for s in summary["surfaces"]]
             summary["plot"] = str(write_plot([d for d in docs if d], plot))
-        emit(st, summary, _render)
+        emit(st, summary, _render, _rows)
+
+
+def _rows(summary: dict) -> list[dict]:
+    return [{"currency": surf["currency"], "snapshot_id": surf["snapshot_id"], **{k: v for k, v in row.items() if k != "flags"},
+             "flags": ",".join(row["flags"])} for surf in summary["surfaces"] for row in surf["expiries_table"]]
 
 
 def _render_backfill(console, summary: dict) -> None:
@@ -77,43 +86,35 @@ SHORT = {"butterfly_arbitrage": "butterfly-arb", "calendar_arbitrage": "calendar
          "insufficient_quotes": "<5 quotes, not fitted", "poor_fit": "poor fit", "expired": "expired"}
 
 
-def _pct(value, digits: int = 1) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{100 * value:.{digits}f}%"
-
-
 def _render(console, summary: dict) -> None:
     for surf in summary["surfaces"]:
-        table = Table(title=f"{surf['currency']} volatility surface — snapshot {surf['snapshot_id']}",
-                      title_justify="left")
-        for col, justify in (("expiry", "left"), ("T (y)", "right"), ("pts", "right"), ("ATM (SVI)", "right"),
-                             ("RR25 (SVI)", "right"), ("BF25 (SVI)", "right"), ("RMSE", "right"), ("flags", "left")):
-            table.add_column(col, justify=justify, no_wrap=col != "flags")
+        columns = [Column("expiry", "left"), Column("T (y)"), Column("pts", priority=2), Column("ATM IV (SVI)"),
+                   Column("RR25 (SVI)"), Column("BF25 (SVI)"), Column("RMSE (vol pts)", priority=1),
+                   Column("flags", "left")]
+        rows = []
         for row in surf["expiries_table"]:
             flags = row["flags"]
-            shown = ", ".join(SHORT.get(f, f) for f in flags) if flags else "[green]ok[/]"
+            shown = esc(", ".join(SHORT.get(f, f) for f in flags)) if flags else "[green]ok[/]"
             if "butterfly_arbitrage" in flags or "poor_fit" in flags:
                 shown = f"[red]{shown}[/]"
             elif flags:
                 shown = f"[yellow]{shown}[/]"
-            expiry = row["expiry"]
-            table.add_row(_day(expiry),
-                          f"{row['t_years']:.4f}", str(row["n_points"]), _pct(row["atm_iv_svi"]),
-                          _pct(row["rr25_svi"], 2), _pct(row["bf25_svi"], 2), fmt(row["rmse_vol_points"], 3), shown)
-        console.print(table)
+            rows.append([_day(row["expiry"]), f"{row['t_years']:.4f}", str(row["n_points"]), pct(row["atm_iv_svi"]),
+                         pct(row["rr25_svi"]), pct(row["bf25_svi"]), num(row["rmse_vol_points"], 3), shown])
+        console.print(fit_table(f"{esc(surf['currency'])} volatility surface — snapshot {esc(surf['snapshot_id'])}",
+                                columns, rows))
         console.print("  ATM = vol at the forward; RR25/BF25 from the fitted SVI smile (Black-76 forward delta, "
                       "not premium-adjusted); RMSE in vol points on the fitted OTM marks; "
-                      f"T on the {surf.get('basis')} basis.")
+                      f"T on the {esc(surf.get('basis'))} basis.")
         rmse = surf.get("rmse_vol_points") or {}
         atm30, vs30 = surf.get("atm_iv_30d_svi") or {}, surf.get("vs_vol_30d_svi") or {}
         extrap = " (extrapolated)" if atm30.get("extrapolated") else ""
         console.print(
-            f"  30-day constant maturity (SVI): ATM vol [bold]{_pct(atm30.get('vol'))}[/], variance-swap vol "
-            f"(DVOL-like) [bold]{_pct(vs30.get('vol'))}[/]{extrap}")
+            f"  30-day constant maturity (SVI): ATM vol [bold]{pct(atm30.get('vol'))}[/], variance-swap vol "
+            f"(DVOL-like) [bold]{pct(vs30.get('vol'))}[/]{extrap}")
         console.print(
-            f"  fitted {surf['fitted']}/{surf['expiries']} expiries, RMSE median {fmt(rmse.get('median'), 3)} / max "
-            f"{fmt(rmse.get('max'), 3)} vol pts; skipped vols: {surf['skipped_bad_vol']}; butterfly "
+            f"  fitted {surf['fitted']}/{surf['expiries']} expiries, RMSE median {num(rmse.get('median'), 3)} / max "
+            f"{num(rmse.get('max'), 3)} vol pts; skipped vols: {surf['skipped_bad_vol']}; butterfly "
             f"{'[green]ok[/]' if surf['butterfly_ok'] else '[red]ARBITRAGE[/]'}; calendar "
             f"{_calendar_word(surf)}")
         for v in surf["calendar_violations"]:
@@ -122,7 +123,7 @@ def _render(console, summary: dict) -> None:
             console.print(f"    calendar: w({_day(v['expiry_after'])}) < w({_day(v['expiry_before'])}) at k ∈ {ranges}; "
                           f"within quoted strikes: {quoted}")
     if summary.get("plot"):
-        console.print(f"Plot written to {summary['plot']}")
+        console.print(f"Plot written to {esc(summary['plot'])}")
 
 
 def _calendar_word(surf: dict) -> str:
@@ -134,7 +135,7 @@ def _calendar_word(surf: dict) -> str:
 
 
 def _day(value) -> str:
-    return value.strftime("%Y-%m-%d") if hasattr(value, "strftime") else str(value)
+    return value.strftime("%Y-%m-%d") if hasattr(value, "strftime") else esc(value)
 
 
 def _require_png_export() -> None:

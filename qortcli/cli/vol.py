@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, _width, emit, handled, open_db, state
+from qortcli.cli.common import DbOption, JsonOption, emit, handled, open_db, state
+from qortcli.cli.common import terminal_width as _width
 from qortcli.cli.market import Column, _fitted
 from qortcli.errors import UsageError
 

@@ -67,12 +67,15 @@ def read_yahoo_csv(path: Path | str, symbol: str | None = None) -> PriceSeries:
     symbol defaults to the file name (`BTC-USD.csv` → BTC-USD). Without an `Adj Close` column (files saved
     by yfinance with auto-adjust, e.g. the Mario-SO archive) adj_close = close, which is exact for crypto
     (no dividends or splits) and noted in `notes`. Rows with a null/zero close are dropped and counted."""
+    import io
+
+    from qortcli.sources.files import read_regular_file
+
     path = Path(path)
     symbol = symbol or path.stem
+    data = read_regular_file(path)  # regular files within settings [collect] max_file_mb only
     try:
-        frame = pd.read_csv(path, na_values=["null", "NaN", ""])
-    except FileNotFoundError:
-        raise YahooError(f"price file not found: {path}") from None
+        frame = pd.read_csv(io.BytesIO(data), na_values=["null", "NaN", ""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise YahooError(f"{path.name}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     missing = [c for c in ("Date", "Close") if c not in frame.columns]
@@ -89,12 +92,15 @@ def read_yahoo_csv(path: Path | str, symbol: str | None = None) -> PriceSeries:
 
 
 def list_price_csvs(directory: Path | str) -> list[Path]:
-    """The `*.csv` files of a directory, sorted (a single file is accepted too)."""
+    """The `*.csv` files of a directory, sorted (a single regular file is accepted too)."""
+    from qortcli.sources.files import FileRefused, check_regular_file
+
     directory = Path(directory)
-    if directory.is_file():
-        return [directory]
+    if not directory.exists():
+        raise FileRefused(f"price directory not found: {directory}")
     if not directory.is_dir():
-        raise YahooError(f"price directory not found: {directory}")
+        check_regular_file(directory)  # a FIFO, a device or an oversized file is refused here
+        return [directory]
     files = sorted(directory.glob("*.csv"))
     if not files:
         raise YahooError(f"no *.csv files in {directory}")

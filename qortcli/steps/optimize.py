@@ -23,19 +23,20 @@ walk-forward dates out-of-sample).
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from qortcli.errors import StepError, UsageError
 from qortcli.store import ops, schema
+from qortcli.steps.common import staleness
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, DEFAULT_BASIS, utcnow
 
-DEFAULTS = {"model": "hrp", "risk_measure": "MV", "min_history_days": 365, "lookback_days": 365,
-            "rebalance_threshold": 0.005}
 UNCLASSIFIED = "Unclassified"
 #: how the constraint messages of `qortcli.quant.constraints` name each bound: this command's options
 OPTION_LABELS = {"max_asset": "--max-asset", "min_asset": "--min-asset", "max_group": "--max-sector", "group": "sector"}
@@ -44,17 +45,24 @@ IN_SAMPLE_NOTE = ("in-sample: the final weights applied to the window they were 
 
 
 def settings() -> dict:
-    """The [optimize] section of the settings over the built-in defaults."""
+    """The validated [optimize] section of the settings (packaged defaults merged with the user's file)."""
     from qortcli.config import get_settings
 
-    merged = dict(DEFAULTS)
-    merged.update(get_settings().section("optimize"))
-    return merged
+    return get_settings().section("optimize")
 
 
 def portfolio_id_for(model: str, by_sector: bool, risk_measure: str = "MV", max_sector: float | None = None,
-                     max_asset: float | None = None, min_asset: float | None = None) -> str:
-    """Stable name of a portfolio from its model and parameters, e.g. "hrp-assets", "min-risk-cvar-sectors-maxsec0.4"."""
+                     max_asset: float | None = None, min_asset: float | None = None, assets: list[str] | None = None,
+                     start=None, rebalance: str | None = None, lookback_days: int | None = None,
+                     min_history_days: int | None = None) -> str:
+    """Stable name of a portfolio from its model and every input that changes it, e.g. "hrp-assets",
+    "min-risk-cvar-sectors-maxsec0.4", "hrp-assets-btc+eth-from2022-01-01-monthly-lb180".
+
+    `assets` (the requested tickers, sorted; more than five → their count and a short hash), `start`
+    (the window's first day), `rebalance` with its `lookback_days`, and an explicit `min_history_days`
+    are part of the name; `--end` is not: it is the as-of day, the second half of the document's `_id`
+    (`portfolio_id|as-of`), so runs ending on different days are the same portfolio over time.
+    """
     parts = [model]
     if risk_measure != "MV":
         parts.append(risk_measure.lower())
@@ -65,20 +73,41 @@ def portfolio_id_for(model: str, by_sector: bool, risk_measure: str = "MV", max_
         parts.append(f"maxasset{max_asset:g}")
     if min_asset:
         parts.append(f"minasset{min_asset:g}")
+    if assets:
+        tickers = sorted({a.upper() for a in assets})
+        if len(tickers) <= 5:
+            parts.append("+".join(t.lower() for t in tickers))
+        else:
+            digest = hashlib.sha1(",".join(tickers).encode()).hexdigest()[:6]
+            parts.append(f"{len(tickers)}assets{digest}")
+    if start is not None:
+        parts.append(f"from{pd.Timestamp(start):%Y-%m-%d}")
+    if rebalance:
+        parts.append(rebalance + (f"-lb{lookback_days}" if lookback_days else ""))
+    if min_history_days is not None:
+        parts.append(f"minhist{min_history_days}")
     return "-".join(parts)
 
 
 def _day(value, what: str) -> pd.Timestamp | None:
-    """A UTC calendar day (tz-naive Timestamp at midnight) from a date, datetime or 'YYYY-MM-DD'."""
+    """A UTC calendar day (tz-naive Timestamp at midnight) from a date, datetime or 'YYYY-MM-DD' (ISO only:
+    01/02/2023 is ambiguous and refused)."""
     if value is None or value == "":
         return None
-    try:
+    if isinstance(value, datetime):
         stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise UsageError(f"{what} must be a date like 2021-01-31, got {value!r}") from None
-    if stamp.tz is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp.normalize()
+        if stamp.tz is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return stamp.normalize()
+    if isinstance(value, date):
+        return pd.Timestamp(value)
+    text = str(value).strip()
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return pd.Timestamp(date.fromisoformat(text))
+    except ValueError:
+        raise UsageError(f"{what} must be a date YYYY-MM-DD (e.g. 2021-01-31), got {value!r}") from None
 
 
 def load_closes(db, assets: list[str] | None = None, start: pd.Timestamp | None = None,
@@ -120,13 +149,24 @@ def _sector_map(symbols: list[str], stored: dict[str, str], sectors=None) -> dic
     return {s: (taxonomy[s].sector if s in taxonomy else stored.get(s)) for s in symbols}
 
 
-def previous_allocation(db, portfolio_id: str, before: datetime | None = None) -> dict | None:
-    """The latest stored document of `portfolio_id` (strictly before `before` when given)."""
+def previous_allocation(db, portfolio_id: str, before: datetime | None = None,
+                        weights: dict[str, float] | None = None) -> dict | None:
+    """The allocation a new one of `portfolio_id` as of `before` is compared with: the stored document of
+    that same as-of day when its weights differ from `weights` (the data or the inputs changed since),
+    else the latest one strictly before `before` (the latest of all when `before` is None)."""
+    if before is not None and weights is not None:
+        same = db[schema.PORTFOLIOS].find_one({"portfolio_id": portfolio_id, "timestamp": before})
+        if same is not None and _weights_differ(same.get("weights") or {}, weights):
+            return same
     query: dict = {"portfolio_id": portfolio_id}
     if before is not None:
         query["timestamp"] = {"$lt": before}
     found = list(db[schema.PORTFOLIOS].find(query).sort("timestamp", -1).limit(1))
     return found[0] if found else None
+
+
+def _weights_differ(old: dict[str, float], new: dict[str, float], tolerance: float = 1e-9) -> bool:
+    return set(old) != set(new) or any(abs(float(old[a]) - float(new[a])) > tolerance for a in new)
 
 
 def _utc(day: pd.Timestamp) -> datetime:
@@ -157,6 +197,7 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
     cfg = settings()
     basis = get_settings().section("pricing").get("day_count", DEFAULT_BASIS)
     periods = BASES[basis]
+    explicit_min_history = min_history_days
     model = (model or cfg["model"]).lower()
     risk_measure = risk_measure or cfg["risk_measure"]
     rm_lookup = {r.lower(): r for r in qa.RISK_MEASURES}
@@ -181,8 +222,13 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
     start_day, end_day = _day(start, "--start"), _day(end, "--end")
     if start_day is not None and end_day is not None and end_day <= start_day:
         raise UsageError(f"--end {end_day.date()} is not after --start {start_day.date()}")
+    if portfolio_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", portfolio_id):
+        raise UsageError(f"--name {portfolio_id!r}: use letters, digits and . _ + - (at most 100 characters)")
     now = now or utcnow()
-    pid = portfolio_id or portfolio_id_for(model, by_sector, risk_measure, max_sector, max_asset, min_asset)
+    pid = portfolio_id or portfolio_id_for(model, by_sector, risk_measure, max_sector, max_asset, min_asset,
+                                           assets=assets, start=start_day, rebalance=rebalance,
+                                           lookback_days=lookback_days if rebalance else None,
+                                           min_history_days=explicit_min_history)
     params = {"risk_measure": risk_measure, "by_sector": by_sector, "max_sector": max_sector,
               "max_asset": max_asset, "min_asset": min_asset, "rebalance": rebalance,
               "lookback_days": lookback_days if rebalance else None, "min_history_days": min_history_days,
@@ -196,6 +242,8 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
     with recorded_run(db, "optimize", {"model": model, "portfolio_id": pid, **params}) as run:
         closes, stored_sectors = load_closes(db, assets, start_day, end_day)
         if closes.empty:
+            if assets:
+                _unknown_assets(db, assets)
             raise StepError("no price_data in the store for this selection: run `qortcli collect prices` "
                             "(or `collect prices --from-csv DIR`) first")
         excluded: list[dict] = []
@@ -263,8 +311,10 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
             tear_returns, tear_bench = wf.returns, wf.benchmark
 
         as_of = _utc(returns.index[-1])  # the document's timestamp: same data → same document
-        previous = previous_allocation(db, pid, before=as_of)
         new_weights = {a: float(w) for a, w in weights.items()}
+        previous = previous_allocation(db, pid, before=as_of, weights=new_weights)
+        stale = [] if end_day is not None else [n for n in [staleness(
+            f"price_data (last day {as_of:%Y-%m-%d})", as_of + timedelta(days=1), "collect_prices", now)] if n]
         comparison = None
         if previous is not None:
             old = previous.get("weights") or {}
@@ -294,9 +344,21 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
                             "final_equity": float(backtest["equity"][-1]),
                             "final_benchmark_equity": float(backtest["benchmark_equity"][-1]),
                             "rebalances": len(backtest["rebalances"])},
-               "report": str(report_path) if report_path else None, "stored": written,
+               "report": str(report_path) if report_path else None, "stored": written, "stale": stale,
                "seconds": round(time.perf_counter() - clock, 3)}
     return summary
+
+
+def _unknown_assets(db, assets: list[str]) -> None:
+    """UsageError when none of the requested tickers has any price_data (naming the ones that do)."""
+    from qortcli.sectors import load_sectors
+    from qortcli.store import read
+
+    known = [c.ticker for c in load_sectors().coins if read.last_price_day(db, c.ticker) is not None]
+    if not any(read.last_price_day(db, a) is not None for a in assets):
+        have = f"price_data has {', '.join(sorted(known))}" if known else \
+            "price_data is empty: run `qortcli collect prices` first"
+        raise UsageError(f"unknown asset(s) {', '.join(sorted(set(assets)))}: {have}")
 
 
 def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: str | Path, title: str, periods: float) -> Path:

@@ -1,31 +1,43 @@
 """The price step: coin-settled Black-76 prices, greeks and implied vols for the latest snapshot(s).
 
-``run_price(db, currency=None, check=False, basis="ACT/365")`` reads the latest complete options
+``run_price(db, currency=None, check=False, basis=None, expiry=None)`` reads the latest complete options
 snapshot of each currency (or of ``currency``), prices every instrument from Deribit's ``mark_iv`` on its
 own forward, solves implied vols from the mark/bid/ask coin prices, and writes the ``model``
-sub-document (docs/CONTRACTS.md) onto each ``options_data`` document through ``ops.upsert_many``
-(re-running rewrites the same documents: idempotent).
+sub-document (docs/CONTRACTS.md) onto each ``options_data`` document with a narrow update
+(``ops.update_fields``: the collected fields are never rewritten; re-running is idempotent). The chain is read
+through ``read.latest_chain``. ``basis`` defaults to settings [pricing] day_count.
+
+A row whose mark IV is unusable (the document's ``iv_flag`` from collect, or a stored
+``implied_volatility`` that is missing, ≤ 0, non-finite or above 10) gets no model price and no greeks:
+``model.iv_flag`` says why (the IVs solved from its mark/bid/ask prices are still written). ``expiry``
+(Deribit's code) is checked against the snapshot(s) before anything is priced: an unknown or expired one
+is a UsageError, recorded as a failed run.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 
-from qortcli.errors import StepError, UsageError
+from qortcli.errors import UsageError
 from qortcli.quant import black76, implied_vol, mark_check
-from qortcli.steps.common import latest_chains
+from qortcli.sources.deribit import IV_ABOVE_MAX, IV_MISSING, IV_NON_POSITIVE, MAX_VOL
+from qortcli.steps.common import latest_chains, staleness
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, DEFAULT_BASIS, expiry_code, require_utc, utcnow, year_fractions
+from qortcli.timeutils import BASES, expiry_code, require_utc, utcnow, year_fractions
 
 #: the greeks written under `model` (units in qortcli.quant.black76)
 MODEL_GREEKS = black76.GREEK_NAMES
 ROW_FIELDS = ("instrument_name", "currency", "strike", "expiry", "expiry_code", "option_type", "forward",
               "index_price", "t_years", "mark_price", "mark_iv", "bid_price", "ask_price", "model_price_coin",
               "model_price_usd", "iv_mark", "iv_bid", "iv_ask") + MODEL_GREEKS
+#: model fields computed from the mark IV (left empty on a row whose vol is flagged)
+FROM_MARK_IV = ("model_price_coin", "model_price_usd") + MODEL_GREEKS
+_EXPIRY_CODE = re.compile(r"^(\d{1,2})(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(\d{2})$")
 
 
 def _float_array(docs: list[dict], key: str, sub: str | None = None) -> np.ndarray:
@@ -43,8 +55,18 @@ def _epoch(moment) -> float:
     return require_utc(moment, "expiry").timestamp()
 
 
-def price_documents(docs: list[dict], timestamp: datetime, basis: str = DEFAULT_BASIS) -> dict[str, np.ndarray]:
-    """Model arrays for one snapshot's documents: t_years, prices, IVs (and reason codes), greeks."""
+def vol_flags(docs: list[dict], mark_iv: np.ndarray) -> np.ndarray:
+    """Per row: "" when the mark IV (fraction) is usable, else why not (the document's own `iv_flag` first)."""
+    stored = np.array([str(d.get("iv_flag") or "") for d in docs], dtype=object)
+    with np.errstate(invalid="ignore"):
+        computed = np.where(~np.isfinite(mark_iv), IV_MISSING,
+                            np.where(mark_iv <= 0, IV_NON_POSITIVE, np.where(mark_iv > MAX_VOL, IV_ABOVE_MAX, "")))
+    return np.where(stored != "", stored, computed.astype(object))
+
+
+def price_documents(docs: list[dict], timestamp: datetime, basis: str = "ACT/365") -> dict[str, np.ndarray]:
+    """Model arrays for one snapshot's documents: t_years, prices, IVs (and reason codes), greeks, and the
+    per-row vol flag ("" or why the mark IV is unusable: those rows get NaN prices and greeks)."""
     if basis not in BASES:
         raise UsageError(f"unknown day-count basis {basis!r}; use one of {sorted(BASES)}")
     F = _float_array(docs, "forward")
@@ -53,11 +75,16 @@ def price_documents(docs: list[dict], timestamp: datetime, basis: str = DEFAULT_
     rate = np.nan_to_num(_float_array(docs, "interest_rate"), nan=0.0)
     t_years = year_fractions(timestamp, np.array([_epoch(d["expiry"]) for d in docs], dtype=float), basis)
     mark_iv = _float_array(docs, "implied_volatility")
+    flags = vol_flags(docs, mark_iv)
+    usable_iv = np.where(flags == "", mark_iv, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        g = black76.greeks(F, K, t_years, mark_iv, call, rate, days_per_year=BASES[basis])
-    out = {"t_years": t_years, "model_price_coin": g.price_coin,
-           "model_price_usd": g.price_coin * _float_array(docs, "index_price"), "greeks_reason": g.reason}
+        g = black76.greeks(F, K, t_years, usable_iv, call, rate, days_per_year=BASES[basis])
+    out = {"t_years": t_years, "model_price_coin": g["price_coin"],
+           "model_price_usd": g["price_coin"] * _float_array(docs, "index_price"), "iv_flag": flags,
+           "greeks_reason": g.reason}
     out.update({name: g[name] for name in MODEL_GREEKS})
+    for name in FROM_MARK_IV:  # never a price or a greek from a garbage vol
+        out[name] = np.where(flags == "", out[name], np.nan)
     for label, key in (("mark", "premium_crypto"), ("bid", "bid_crypto"), ("ask", "ask_crypto")):
         res = implied_vol.implied_vol_coin(_float_array(docs, key), F, K, t_years, call, rate)
         out[f"iv_{label}"] = res.sigma
@@ -74,9 +101,10 @@ def _model_subdocs(model: dict[str, np.ndarray], basis: str, priced_at: datetime
     columns = {name: ops.to_plain(model[name]) for name in fields}     # NaN → None
     reasons = {f"iv_{x}_reason": [implied_vol.reason_name(c) for c in model[f"iv_{x}_reason"]]
                for x in ("mark", "bid", "ask")}
+    flags = [str(f) or None for f in model["iv_flag"]]
     reasons["greeks_reason"] = [black76.greek_reason_name(c) for c in model["greeks_reason"]]
     return [{**{name: columns[name][i] for name in fields}, **{k: v[i] for k, v in reasons.items()},
-             "basis": basis, "priced_at": priced_at} for i in range(n)]
+             "iv_flag": flags[i], "basis": basis, "priced_at": priced_at} for i in range(n)]
 
 
 def _reason_counts(codes: np.ndarray) -> dict[str, int]:
@@ -103,50 +131,102 @@ def _rows(docs: list[dict], model: dict[str, np.ndarray]) -> list[dict]:
                "mark_iv": d.get("implied_volatility"), "bid_price": d.get("bid_crypto"), "ask_price": d.get("ask_crypto")}
         row.update({k: v[i] for k, v in plain.items()})
         row["iv_mark_reason"] = implied_vol.reason_name(model["iv_mark_reason"][i])
+        row["iv_flag"] = str(model["iv_flag"][i]) or None
         rows.append(row)
     return rows
 
 
-def run_price(db, currency: str | None = None, check: bool = False, basis: str = DEFAULT_BASIS,
-              write: bool = True) -> dict:
+def run_price(db, currency: str | None = None, check: bool = False, basis: str | None = None,
+              write: bool = True, expiry: str | None = None, now: datetime | None = None) -> dict:
     """Price the latest complete snapshot of each currency (or of `currency`) and write `model` sub-documents.
 
-    Returns {"step", "basis", "priced", "snapshots": [{currency, snapshot_id, timestamp, priced, expiries,
-    iv_failures: {reason: count}, check (when `check`)}], "options": [one row per instrument], "seconds"}.
+    `basis` defaults to settings [pricing] day_count. `expiry` (e.g. 27MAR26) must be listed in the
+    snapshot(s) (else a UsageError before anything is written). Returns {"step", "basis", "priced",
+    "snapshots": [{currency, snapshot_id, timestamp, priced, expiries, iv_failures: {reason: count},
+    iv_flagged: {reason: count}, check (when `check`)}], "options": [one row per instrument], "stale":
+    [notes when a snapshot is older than the collect schedule], "seconds"}.
     """
+    from qortcli.config import get_settings
+
+    basis = basis or get_settings().pricing.day_count
     if basis not in BASES:
         raise UsageError(f"unknown day-count basis {basis!r}; use one of {sorted(BASES)}")
+    wanted = parse_expiry_code(expiry) if expiry is not None else None
     clock = time.perf_counter()
-    with recorded_run(db, "price", {"currency": currency, "check": check, "basis": basis}) as run:
-        snapshots, rows = [], []
+    with recorded_run(db, "price", {"currency": currency, "check": check, "basis": basis, "expiry": expiry}) as run:
+        chains = []
         for chain in latest_chains(db, currency, basis):
-            cur, sid = chain.snapshot.currency, chain.snapshot.snapshot_id
-            docs = ops.snapshot_documents(db, sid)
+            docs = ops.snapshot_documents(db, chain.snapshot.snapshot_id)
             docs.sort(key=lambda d: (d["expiry"], d.get("strike") or 0.0, d.get("option_type") or ""))
-            timestamp = chain.snapshot.timestamp
+            snap = {"_id": chain.snapshot.snapshot_id, "timestamp": chain.snapshot.timestamp}
+            chains.append((chain.snapshot.currency, snap, docs))
+        if wanted is not None:
+            check_expiry_listed(wanted, chains)
+        snapshots, rows, stale = [], [], []
+        for cur, snap, docs in chains:
+            timestamp = require_utc(snap["timestamp"], "snapshot time")
             model = price_documents(docs, timestamp, basis)
             priced_at = utcnow()
             if write:  # a narrow update: the collected fields are never rewritten
                 subdocs = _model_subdocs(model, basis, priced_at)
                 ops.update_fields(db, schema.OPTIONS, [(doc["_id"], {"model": sub}) for doc, sub in zip(docs, subdocs)])
-            entry = {"currency": cur, "snapshot_id": sid, "timestamp": timestamp, "priced": len(docs),
+            flagged = {str(k): int(v) for k, v in zip(*np.unique(model["iv_flag"][model["iv_flag"] != ""],
+                                                                 return_counts=True))}
+            entry = {"currency": cur, "snapshot_id": snap["_id"], "timestamp": timestamp, "priced": len(docs),
                      "expiries": len({d["expiry"] for d in docs}),
-                     "iv_failures": {f"iv_{x}": _reason_counts(model[f"iv_{x}_reason"]) for x in ("mark", "bid", "ask")}}
+                     "iv_failures": {f"iv_{x}": _reason_counts(model[f"iv_{x}_reason"]) for x in ("mark", "bid", "ask")},
+                     "iv_flagged": flagged}
             if check:
                 entry["check"] = check_report(model, [d["symbol"] for d in docs])
             snapshots.append(entry)
             rows.extend(_rows(docs, model))
-        run.counts.update(priced=sum(s["priced"] for s in snapshots), snapshots=len(snapshots))
+            note = staleness(f"{cur} snapshot {snap['_id']}", timestamp, "collect_deribit", now)
+            if note:
+                stale.append(note)
+        run.counts.update(priced=sum(s["priced"] for s in snapshots), snapshots=len(snapshots),
+                          iv_flagged=sum(sum(s["iv_flagged"].values()) for s in snapshots))
+    if wanted is not None:
+        rows = [r for r in rows if r["expiry_code"] == wanted]
     return {"step": "price", "basis": basis, "priced": sum(s["priced"] for s in snapshots), "snapshots": snapshots,
-            "options": rows, "seconds": round(time.perf_counter() - clock, 3)}
+            "options": rows, "expiry": wanted, "stale": stale, "seconds": round(time.perf_counter() - clock, 3)}
+
+
+def parse_expiry_code(code: str) -> str:
+    """Deribit's expiry code normalised (e.g. " 27mar26" → "27MAR26"); UsageError if it is not one."""
+    text = str(code).strip().upper()
+    match = _EXPIRY_CODE.match(text)
+    if not match:
+        raise UsageError(f"--expiry {code!r} is not a Deribit expiry code like 27MAR26")
+    day, month, year = match.groups()
+    try:
+        datetime.strptime(f"{int(day)}{month}{year}", "%d%b%y")
+    except ValueError:
+        raise UsageError(f"--expiry {code!r} is not a calendar date") from None
+    return f"{int(day)}{month}{year}"
+
+
+def check_expiry_listed(code: str, chains: list) -> None:
+    """UsageError unless some snapshot of `chains` [(currency, snapshot, docs)] lists expiry `code`:
+    an expiry before the snapshot is named expired, any other unknown one is listed against what is."""
+    listed: set[str] = set()
+    for _cur, _snap, docs in chains:
+        listed |= {expiry_code(d["expiry"]) for d in docs}
+    if code in listed:
+        return
+    when = datetime.strptime(code, "%d%b%y").replace(hour=8, tzinfo=timezone.utc)
+    taken = min(require_utc(snap["timestamp"], "snapshot time") for _c, snap, _d in chains)
+    available = ", ".join(sorted(listed, key=lambda c: datetime.strptime(c, "%d%b%y"))) or "none"
+    if when <= taken:
+        raise UsageError(f"expiry {code} expired on {when:%Y-%m-%d} 08:00 UTC, before the snapshot "
+                         f"({taken:%Y-%m-%d %H:%M} UTC); listed: {available}")
+    raise UsageError(f"no expiry {code} in the priced snapshot(s); listed: {available}")
 
 
 def filter_expiry(rows: list[dict], code: str) -> list[dict]:
-    """Rows of one expiry given as Deribit's code (e.g. 27MAR26); StepError naming the available ones."""
-    wanted = code.strip().upper()
+    """Rows of one expiry given as Deribit's code (e.g. 27MAR26); UsageError naming the available ones."""
+    wanted = parse_expiry_code(code)
     picked = [r for r in rows if r["expiry_code"] == wanted]
     if not picked:
         available = sorted({r["expiry_code"] for r in rows}, key=lambda c: datetime.strptime(c, "%d%b%y"))
-        raise StepError(f"no expiry {wanted} in the priced snapshot(s); available: {', '.join(available) or 'none'}")
+        raise UsageError(f"no expiry {wanted} in the priced snapshot(s); listed: {', '.join(available) or 'none'}")
     return picked
-

@@ -34,7 +34,7 @@ their analytic slope, `payoff.rn_cdf`). `pop_reason` says why a POP is None.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ from qortcli.quant import payoff as pay
 from qortcli.quant import realised, smile, vol_history
 from qortcli.quant import strategies as strat
 from qortcli.quant import tracking
-from qortcli.steps.common import currencies_to_process
+from qortcli.steps.common import currencies_to_process, staleness
 from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, expiry_code, utcnow
@@ -137,23 +137,57 @@ def _marks_frame(g: pd.DataFrame) -> pd.DataFrame:
                          "delta": g["delta"]})
 
 
-def choose_expiry(expiries: pd.DataFrame, cfg: dict, code: str | None) -> pd.Series:
-    """The expiry given by `code` (e.g. 27MAR26), else the nearest with expiry_min_days..max_days to run."""
+def choose_expiry(expiries: pd.DataFrame, cfg: dict, code: str | None, tradeable_after: datetime | None = None,
+                  taken: datetime | None = None) -> pd.Series:
+    """The expiry given by `code` (e.g. 27MAR26), else the nearest with expiry_min_days..max_days to run.
+
+    `tradeable_after` (now, when suggesting on the latest snapshot) excludes expiries that have already
+    passed: an explicit one is a UsageError saying so, and none left is a StepError naming the stale
+    snapshot. `taken` (the snapshot time) lets an unlisted code that expired before the snapshot say so.
+    """
+    live = expiries if tradeable_after is None else expiries[expiries["expiry"] > tradeable_after]
     if code:
-        hit = expiries[expiries["code"] == code.strip().upper().lstrip("0")]
+        wanted = code.strip().upper().lstrip("0")
+        hit = expiries[expiries["code"] == wanted]
+        listed = ", ".join(live["code"]) or "none"
         if hit.empty:
-            listed = ", ".join(expiries["code"])
+            when = _code_time(wanted)
+            if when is not None and taken is not None and when <= taken:
+                raise UsageError(f"expiry {code} is not listed: it expired on {when:%Y-%m-%d} 08:00 UTC, before the "
+                                 f"snapshot ({taken:%Y-%m-%d %H:%M} UTC); listed: {listed}")
             raise UsageError(f"expiry {code} is not listed (unexpired) in the snapshot; listed: {listed}")
-        return hit.iloc[0]
-    ok = expiries[(expiries["days"] >= cfg["expiry_min_days"]) & (expiries["days"] <= cfg["expiry_max_days"])]
+        row = hit.iloc[0]
+        if tradeable_after is not None and row["expiry"] <= tradeable_after:
+            raise UsageError(f"expiry {code} expired on {row['expiry']:%Y-%m-%d %H:%M} UTC: the latest snapshot "
+                             f"({taken:%Y-%m-%d %H:%M} UTC) is stale; collect a fresh chain (qortcli collect deribit), "
+                             f"or pass --as-of-snapshot / --snapshot ID to suggest as of a snapshot's own time (still "
+                             f"tradeable: {listed})")
+        return row
+    ok = live[(live["days"] >= cfg["expiry_min_days"]) & (live["days"] <= cfg["expiry_max_days"])]
     if ok.empty:
-        raise StepError(f"no expiry with {cfg['expiry_min_days']}–{cfg['expiry_max_days']} days to run; "
+        if tradeable_after is not None and len(live) < len(expiries):
+            raise StepError(f"no unexpired expiry with {cfg['expiry_min_days']:g}–{cfg['expiry_max_days']:g} days to run: "
+                            f"the latest snapshot ({taken:%Y-%m-%d %H:%M} UTC) is stale, {len(expiries) - len(live)} of "
+                            f"its {len(expiries)} expiries have passed; collect a fresh chain (qortcli collect deribit), "
+                            f"pass --expiry (still tradeable: {', '.join(live['code']) or 'none'}), or --as-of-snapshot "
+                            "to suggest as of the snapshot's own time")
+        raise StepError(f"no expiry with {cfg['expiry_min_days']:g}–{cfg['expiry_max_days']:g} days to run; "
                         f"pass --expiry (listed: {', '.join(expiries['code'])})")
     return ok.iloc[0]
 
 
-def _front_expiry(expiries: pd.DataFrame, chosen: pd.Series, cfg: dict) -> pd.Series | None:
+def _code_time(code: str) -> datetime | None:
+    try:
+        return datetime.strptime(code, "%d%b%y").replace(hour=8, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def _front_expiry(expiries: pd.DataFrame, chosen: pd.Series, cfg: dict,
+                  tradeable_after: datetime | None = None) -> pd.Series | None:
     cand = expiries[(expiries["days"] >= cfg["term_front_min_days"]) & (expiries["t_years"] < chosen["t_years"])]
+    if tradeable_after is not None:
+        cand = cand[cand["expiry"] > tradeable_after]
     if cand.empty:
         return None
     return cand.iloc[int(np.argmin(np.abs(cand["days"].to_numpy() - cfg["term_front_days"])))]
@@ -276,8 +310,8 @@ def _reasoning(item: dict, rules: list[strat.Rule], skew: str) -> str:
     fired = [r for r in rules if r.fired and item["strategy"] in r.strategies]
     parts = []
     for r in fired:
-        inputs = ", ".join(f"{k}={_short(v)}" for k, v in r.inputs.items() if v is not None)
-        thr = ", ".join(f"{k}={_short(v)}" for k, v in r.thresholds.items())
+        inputs = ", ".join(f"{k}={_short(v, k)}" for k, v in r.inputs.items() if v is not None)
+        thr = ", ".join(f"{k}={_short(v, k)}" for k, v in r.thresholds.items())
         parts.append(f"{r.name}: {r.description} [{inputs}; threshold {thr}]")
     template = strat.check_strategy(item["strategy"])
     note = template.note(skew) if template.note else None
@@ -288,7 +322,17 @@ def _reasoning(item: dict, rules: list[strat.Rule], skew: str) -> str:
     return " | ".join(parts)
 
 
-def _short(v):
+#: rule inputs/thresholds that are vols (or vol differences, percentiles) as fractions: written in percent
+_PERCENT_KEYS = {"rv_30d", "iv_minus_rv", "front_minus_back", "iv_high", "iv_low", "iv_rv_rich", "iv_rv_cheap",
+                 "term_inverted", "rr25_strong", "iv_pct_high", "iv_pct_low", "iv_vs_forecast_rich",
+                 "iv_vs_forecast_cheap", "iv_minus_forecast"}
+_PERCENT_PREFIXES = ("atm_iv", "rr25", "bf25", "call25_iv", "put25_iv", "term_front_atm_iv", "term_back_atm_iv",
+                     "forecast_rv", "rv_")
+
+
+def _short(v, key: str = ""):
+    if isinstance(v, float) and (key in _PERCENT_KEYS or key.startswith(_PERCENT_PREFIXES)):
+        return f"{100 * v:.2f}%"
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, datetime):
@@ -298,14 +342,16 @@ def _short(v):
 
 def build_suggestion(currency: str, snapshot: dict, chain: pd.DataFrame, expiries: pd.DataFrame,
                      chosen: pd.Series, item: dict, rules: list[strat.Rule], regime: dict, cfg: dict,
-                     surface: dict | None) -> dict:
-    """One `strategy_suggestions` document (legs, metrics, payoff grid); raises LegError if unbuildable."""
+                     surface: dict | None, tradeable_after: datetime | None = None) -> dict:
+    """One `strategy_suggestions` document (legs, metrics, payoff grid); raises LegError if unbuildable.
+
+    `tradeable_after`: no leg on an expiry at or before it (now, on the latest snapshot)."""
     skew = strat.skew_direction(rules, regime)
     template = strat.check_strategy(item["strategy"])
     front_chain = chain[chain["expiry"] == chosen["expiry"]]
     back_chain = None
     if template.needs_second_expiry:   # built on the front expiry, the chosen one is the back leg
-        front = _front_expiry(expiries, chosen, cfg)
+        front = _front_expiry(expiries, chosen, cfg, tradeable_after)
         if front is None:
             raise strat.LegError(f"no front expiry before the chosen one for {template.name}")
         back_chain = front_chain
@@ -355,19 +401,24 @@ def _snapshot(db, currency: str, snapshot_id: str | None) -> dict:
     info = read.snapshot_info(db, snapshot_id) if snapshot_id else read.latest_snapshot(db, currency)
     if info is None:
         if snapshot_id:
-            raise StepError(f"no complete snapshot {snapshot_id}")
+            raise UsageError(f"--snapshot {snapshot_id}: no complete snapshot with that id in the store")
         raise StepError(f"no complete {currency} options snapshot: run `qortcli collect` first")
     return {"_id": info.snapshot_id, "currency": info.currency, "timestamp": info.timestamp, "source": info.source}
 
 
 def run_suggest(db, currency: str | None = None, expiry: str | None = None, top: int = 5,
                 snapshot_id: str | None = None, strategies: list[str] | None = None,
-                cfg: dict | None = None) -> dict:
+                cfg: dict | None = None, now: datetime | None = None, as_of_snapshot: bool = False) -> dict:
     """Suggest strategies on the latest complete snapshot of each currency (or `snapshot_id`).
 
+    On the latest snapshot, only expiries after `now` (default: the current time) are traded: an
+    expired `expiry` is a UsageError, and a stale snapshot is reported in `stale` (as is a realised-vol
+    window older than the prices schedule). `snapshot_id` suggests as of that snapshot, and
+    `as_of_snapshot` as of the latest one (history, recorded data: the snapshot's own time is "now");
+    with `currency` too, a `snapshot_id` must be of that currency.
     Stores one `strategy_suggestions` document per suggestion (re-running keeps its track record) and
-    returns {"step", "currencies": [{currency, snapshot_id, expiry, regime, rules, suggestions, skipped}]}.
-    `strategies` adds named strategies even if no rule fired (marked `requested`).
+    returns {"step", "currencies": [{currency, snapshot_id, expiry, regime, rules, suggestions, skipped,
+    stale}], "stale", "stored"}. `strategies` adds named strategies even if no rule fired (`requested`).
     """
     cfg = suggest_settings(cfg)
     if top < 0:
@@ -377,31 +428,47 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
             strat.check_strategy(s)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    args = {"currency": currency, "expiry": expiry, "top": top, "snapshot_id": snapshot_id, "strategies": strategies}
+    now = now or utcnow()
+    args = {"currency": currency, "expiry": expiry, "top": top, "snapshot_id": snapshot_id, "strategies": strategies,
+            "as_of_snapshot": as_of_snapshot}
     with recorded_run(db, "suggest", args) as run:
         if snapshot_id:
-            found = read.snapshot_info(db, snapshot_id)
-            currencies = [found.currency] if found else [currency or ""]
+            snap = _snapshot(db, currency or "", snapshot_id)
+            if currency and str(snap.get("currency", "")).upper() != currency.strip().upper():
+                raise UsageError(f"--snapshot {snapshot_id} is a {snap.get('currency')} snapshot, not "
+                                 f"{currency.strip().upper()}: drop --currency or pick a {currency.strip().upper()} snapshot")
+            currencies = [snap["currency"]]
         else:
             currencies = currencies_to_process(db, currency)
-        results, docs = [], []
+        results, docs, stale_all = [], [], []
         for cur in currencies:
             snap = _snapshot(db, cur, snapshot_id)
+            taken = as_utc(snap["timestamp"])
+            tradeable_after = None if (snapshot_id or as_of_snapshot) else now
             chain = load_chain(db, snap, cfg["day_count"])
             if chain.empty:
                 raise StepError(f"snapshot {snap['_id']} has no unexpired option")
             if chain["delta"].isna().all():
                 raise StepError(f"snapshot {snap['_id']} has no deltas: run `qortcli price` first")
             expiries = expiry_table(chain, BASES[cfg["day_count"]])
-            chosen = choose_expiry(expiries, cfg, expiry)
+            chosen = choose_expiry(expiries, cfg, expiry, tradeable_after, taken)
             surface = read.surface_at(db, snap["_id"])
             regime = measure_regime(db, cur, snap, chain, expiries, chosen, cfg, surface)
+            stale = []
+            if not snapshot_id:
+                stale = [n for n in (
+                    staleness(f"{cur} snapshot {snap['_id']}", taken, "collect_deribit", now),
+                    staleness(f"{cur} price_data (realised-vol window ends {regime['rv_end']:%Y-%m-%d})",
+                              as_utc(regime["rv_end"]) + timedelta(days=1), "collect_prices", now)
+                    if regime.get("rv_end") is not None else None) if n]
+            stale_all += stale
             rules = strat.evaluate_rules(regime, cfg)
             ranked = strat.rank_strategies(rules, top, strategies)
             built, skipped = [], []
             for item in ranked:
                 try:
-                    doc = build_suggestion(cur, snap, chain, expiries, chosen, item, rules, regime, cfg, surface)
+                    doc = build_suggestion(cur, snap, chain, expiries, chosen, item, rules, regime, cfg, surface,
+                                           tradeable_after)
                 except strat.LegError as exc:
                     skipped.append({"strategy": item["strategy"], "reason": str(exc)})
                     continue
@@ -413,12 +480,12 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
                 doc["_id"] = key
                 built.append(doc)
             docs.extend(built)
-            results.append({"currency": cur, "snapshot_id": snap["_id"], "timestamp": as_utc(snap["timestamp"]),
+            results.append({"currency": cur, "snapshot_id": snap["_id"], "timestamp": taken,
                             "expiry": chosen["code"], "regime": regime, "rules": [r.to_dict() for r in rules],
-                            "suggestions": built, "skipped": skipped})
+                            "suggestions": built, "skipped": skipped, "stale": stale, "top": top})
         run.counts["suggestions"] = ops.upsert_many(db, schema.SUGGESTIONS, docs)
         run.counts["skipped"] = sum(len(r["skipped"]) for r in results)
-    return {"step": "suggest", "currencies": results, "stored": len(docs)}
+    return {"step": "suggest", "currencies": results, "stale": stale_all, "stored": len(docs)}
 
 
 # ----------------------------------------------------------------------------------------- tracking

@@ -25,7 +25,9 @@ delta_deribit, gamma_deribit, vega_deribit, theta_deribit, rho_deribit
 --- written by `price` (NaN / False when the snapshot is not priced):
 priced                 bool: the row carries model fields
 iv_mark, iv_bid, iv_ask    implied vols solved from the mark/bid/ask coin prices (fractions)
-iv_flag                "" or why the row's vol is unusable (non_positive_vol, ...): excluded from model fields
+iv_flag                "" or why the row's mark IV is unusable (missing_vol, non_positive_vol, vol_above_max):
+                       `model.iv_flag` once priced, else the document's own `iv_flag` from collect;
+                       such rows have no model price or greeks
 model_price_coin       Black-76 coin premium from mark_iv
 delta, gamma, vega, theta, rho                       Black-76 forward-USD greeks (Deribit's set)
 delta_coin, delta_pa, gamma_coin, vega_coin, theta_coin   greeks of the coin premium V(F)
@@ -59,7 +61,7 @@ CHAIN_COLUMNS = (("instrument", "currency", "option_type", "is_call", "strike_us
                  + tuple(f"{g}_deribit" for g in PUBLISHED_GREEKS) + ("priced", "iv_flag") + MODEL_FLOATS)
 
 #: the fields of an options_data document the adapter reads (a projection for the store)
-DOC_FIELDS = ("symbol", "underlying", "option_type", "expiry", "forward_index", "greeks", "model",
+DOC_FIELDS = ("symbol", "underlying", "option_type", "expiry", "forward_index", "greeks", "model", "iv_flag",
               *RAW_FLOATS)
 
 _MONTHS = np.array(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])
@@ -121,7 +123,7 @@ def chain_frame(docs: list[dict], timestamp: datetime, basis: str = DEFAULT_BASI
     empty: dict = {}
     for name in MODEL_FLOATS:
         cols[name] = _floats([(m or empty).get(name) for m in models])
-    cols["iv_flag"] = [str((m or empty).get("iv_flag") or "") for m in models]
+    cols["iv_flag"] = [str((m or empty).get("iv_flag") or d.get("iv_flag") or "") for m, d in zip(models, docs)]
     frame = pd.DataFrame(cols)
     frame["is_call"] = frame["option_type"].eq("call").to_numpy()
     frame["expiry"] = pd.to_datetime(pd.Series([d.get("expiry") for d in docs]), utc=True, errors="coerce")

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from qortcli.redact import redact, redact_obj
 from qortcli.store import schema
 from qortcli.store.ops import to_plain
 from qortcli.timeutils import utcnow
@@ -44,8 +45,9 @@ def run_context(trigger: str, **fields):
 
 
 def _safe_args(args: dict) -> dict:
-    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v))
-            for k, v in (args or {}).items()}
+    """Plain values, credentials redacted (a URL argument never stores its password)."""
+    return redact_obj({k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v))
+                       for k, v in (args or {}).items()})
 
 
 @contextmanager
@@ -77,16 +79,29 @@ def recorded_run(db, step: str, args: dict | None = None, trigger: str | None = 
 
 def _finish(db, run: Run, status: str, seconds: float, error: str | None) -> None:
     db[schema.JOB_RUNS].update_one({"_id": run.run_id}, {"$set": to_plain({
-        "ended_at": utcnow(), "status": status, "seconds": round(seconds, 3), "counts": run.counts, "error": error})})
+        "ended_at": utcnow(), "status": status, "seconds": round(seconds, 3), "counts": run.counts,
+        "error": redact(error)})})
+
+
+def fail_recorded(db, run_ids: list[str], error: str) -> int:
+    """Mark runs recorded "ok" as "failed" with `error`: the command around them failed afterwards (e.g.
+    rendering or a later step of the same command), so job_runs never says ok when the command exited
+    non-zero. Returns how many records changed."""
+    changed = 0
+    for run_id in run_ids:
+        result = db[schema.JOB_RUNS].update_one({"_id": run_id, "status": "ok"},
+                                                {"$set": {"status": "failed", "error": redact(error)}})
+        changed += result.modified_count
+    return changed
 
 
 def record_event(db, step: str, status: str, error: str | None = None, trigger: str = "scheduler", **extra) -> str:
     """Write a one-shot run record (e.g. a missed scheduler job) and return its id."""
     run_id = uuid.uuid4().hex
     now = utcnow()
-    db[schema.JOB_RUNS].insert_one(to_plain({"_id": run_id, "step": step, "args": {}, "trigger": trigger,
-                                             "started_at": now, "ended_at": now, "status": status,
-                                             "counts": {}, "error": error, **extra}))
+    db[schema.JOB_RUNS].insert_one(to_plain(redact_obj({"_id": run_id, "step": step, "args": {}, "trigger": trigger,
+                                                        "started_at": now, "ended_at": now, "status": status,
+                                                        "counts": {}, "error": error, **extra})))
     return run_id
 
 

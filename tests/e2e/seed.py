@@ -59,7 +59,7 @@ def seed(db, week_files: list[Path] | None = None, log=print) -> dict:
     timed("surface", _step("surface", "run_surface"))
     timed("optimize", _step("optimize", "run_optimize"))
     suggest = _step("suggest", "run_suggest")
-    timed("suggest", suggest)
+    timed("suggest", suggest, as_of_snapshot=True)  # recorded chains: expiries judged as of the snapshot
     if suggest is not None and files:
         first = files[0].name.split("_")[-1].removesuffix(".csv")
         for cur in ("BTC", "ETH"):

@@ -103,7 +103,7 @@ def stat_token(path: Path) -> tuple | None:
 
 def open_reader(path: Path, busy_s: float = DEFAULT_BUSY_S) -> tuple[sqlite3.Connection, bool]:
     """(connection, immutable) for reading without creating or writing any file."""
-    uri_path = str(path.resolve()).replace("?", "%3f").replace("#", "%23")
+    uri_path = str(path.resolve()).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
     try:
         if wal_exists(path):
             try:
