@@ -128,6 +128,7 @@ def run_price(db, currency: str | None = None, check: bool = False, basis: str =
             if write:
                 subdocs = _model_subdocs(model, basis, priced_at)
                 ops.upsert_many(db, schema.OPTIONS, [{**doc, "model": sub} for doc, sub in zip(docs, subdocs)])
+                ops.mark_priced(db, snap["_id"], len(docs), basis, priced_at)
             entry = {"currency": cur, "snapshot_id": snap["_id"], "timestamp": timestamp, "priced": len(docs),
                      "expiries": len({d["expiry"] for d in docs}),
                      "iv_failures": {f"iv_{x}": _reason_counts(model[f"iv_{x}_reason"]) for x in ("mark", "bid", "ask")}}
