@@ -1,17 +1,26 @@
 """The migrate step: schema migrations, and copying a whole store to another (`qortcli migrate --to URL`).
 
 Copying (embedded → MongoDB Atlas is the case it is designed for, any direction works):
-- every collection of the source is copied, in batches of `batch_size` documents taken in a
-  deterministic `_id` order, each written with `ReplaceOne({"_id": ...}, doc, upsert=True)`: documents
-  are copied verbatim, re-running never duplicates (idempotent);
+- a consistent cut, while writers (the worker) keep writing: the options snapshots complete when the copy
+  starts, with their documents; snapshots pending then (and documents of snapshots the source has no
+  complete record of) are left for the next run. The snapshot records are copied last, after every
+  options_data document, so the target never shows a snapshot complete before its documents are in;
+- every other collection is copied as it is when its batch is read; documents are copied verbatim in
+  batches of `batch_size` taken in a deterministic `_id` order, each batch compared document by document
+  (SHA-256 of the canonical BSON) with what the target already holds: only documents that differ are
+  written (`ReplaceOne({"_id": ...}, doc, upsert=True)`), so a re-run copies only what changed;
 - after each batch a checkpoint (collection, last `_id`, count) is written to the target's
   `migrate_checkpoints` collection, so an interrupted copy resumes after the last written batch;
   the checkpoints are removed once the copy has been verified;
 - the target's collections and indexes are created first (`ensure_schema`, unique natural keys);
 - verification, per collection: document counts and an order-independent content hash on both sides
   (sum mod 2**256 of the SHA-256 of each document's canonical BSON: keys sorted recursively, datetimes
-  at BSON's millisecond precision); any difference raises MigrationMismatch naming the collections.
-The run record of the copy itself (in the source's job_runs) is neither copied nor compared.
+  at BSON's millisecond precision), over the cut for options_data and snapshots. A difference the source
+  explains — a document it changed or added after the copy read it — is reported ("changed during the
+  copy": the next run copies it), not a failure; any other raises MigrationMismatch naming the collections.
+- a read-only source (a read-only mount, a read-only MongoDB user) is copied without writing to it: the
+  run is recorded in the target's job_runs instead of the source's.
+The run record of the copy itself is neither copied nor compared.
 TLS for `mongodb+srv://` (and `?tls=true&tlsCAFile=...` options) comes from the URL: pymongo reads it.
 """
 
@@ -32,6 +41,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from qortcli.errors import StepError
 from qortcli.store import ensure_schema, schema
 from qortcli.store.connect import is_mongo_url, redact
+from qortcli.store.readonly import is_read_only
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import utcnow
 
@@ -68,15 +78,24 @@ def run_migrate(db, to: Any = None, *, to_db_name: str | None = None, dry_run: b
     try:
         if dry_run:
             return _plan(db, target, batch_size)
-        with recorded_run(db, "migrate", {"to": target.describe(), "batch_size": batch_size}) as run:
-            report = ensure_schema(db)
-            if target[schema.JOB_RUNS].find_one({"_id": run.run_id}, {"_id": 1}) is not None:
+        read_only = is_read_only(db)
+        record_in = target if read_only else db  # a read-only source is never written: the target keeps the record
+        args = {"to": target.describe()} if not read_only else {"from": db.describe()}
+        if read_only:
+            ensure_schema(target)  # the run record goes there: its collections and indexes first
+        with recorded_run(record_in, "migrate", {**args, "batch_size": batch_size}) as run:
+            report = [] if read_only else ensure_schema(db)
+            if not read_only and target[schema.JOB_RUNS].find_one({"_id": run.run_id}, {"_id": 1}) is not None:
                 raise StepError(f"refusing to copy the store onto itself: {target.describe()} is {db.describe()}")
-            summary = copy_store(db, target, batch_size=batch_size, progress=progress, skip_run_id=run.run_id)
+            summary = copy_store(db, target, batch_size=batch_size, progress=progress, skip_run_id=run.run_id,
+                                 consistent_cut=True)
             summary["migrations"] = report
+            summary["source_read_only"] = read_only
             run.counts.update({"collections": len(summary["collections"]),
                                "copied": sum(c["copied"] for c in summary["collections"]),
-                               "documents": sum(c["source_count"] for c in summary["collections"])})
+                               "documents": sum(c["source_count"] for c in summary["collections"]),
+                               "changed_during_copy": sum(c.get("changed_during_copy", 0)
+                                                          for c in summary["collections"])})
         return summary
     finally:
         if owned:
@@ -169,56 +188,106 @@ def _write_batch(target, collection: str, docs: list[dict]) -> None:
         raise StepError(f"copying {collection}: {str(exc).splitlines()[0]}") from None
 
 
+class Cut(dict):
+    """The consistent cut of a copy: {snapshot_id: record} of the options snapshots complete at its start."""
+
+    def holds(self, name: str, doc: dict) -> bool:
+        """Whether a document of collection `name` belongs to the cut (every document of other collections does)."""
+        if name == schema.SNAPSHOTS:
+            return str(doc.get("_id")) in self
+        if name == schema.OPTIONS:
+            return str(doc.get("snapshot_id")) in self
+        return True
+
+
+def snapshot_cut(source) -> Cut:
+    """The options snapshots complete now (the records are read once: later completions are not in the cut)."""
+    if schema.SNAPSHOTS not in source.list_collection_names():
+        return Cut()
+    return Cut({str(r["_id"]): r for r in source[schema.SNAPSHOTS].find({"kind": "options", "status": "complete"})})
+
+
+def _listed_ids(source, name: str, cut: Cut | None, skip_id: str | None) -> list:
+    """The `_id`s of `name` to copy, sorted by `id_key`: for options_data the documents of the cut's snapshots,
+    for snapshots the cut's records, else every document."""
+    if cut is not None and name == schema.OPTIONS:
+        ids = [doc["_id"] for sid in cut for doc in source[name].find({"snapshot_id": sid}, {"_id": 1})]
+    elif cut is not None and name == schema.SNAPSHOTS:
+        ids = list(cut)
+    else:
+        ids = [doc["_id"] for doc in source[name].find({}, {"_id": 1})]
+    if skip_id is not None:
+        ids = [i for i in ids if i != skip_id]
+    ids.sort(key=id_key)
+    return ids
+
+
 def copy_store(source, target, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None,
-               skip_run_id: str | None = None) -> dict:
-    """Copy every collection of `source` into `target` (resuming from checkpoints), then verify."""
+               skip_run_id: str | None = None, consistent_cut: bool = False) -> dict:
+    """Copy every collection of `source` into `target` (resuming from checkpoints, writing only documents that
+    differ), then verify. `consistent_cut`: options data only for the snapshots complete at the start, the
+    snapshot records last (see the module docstring); without it every document is copied as it is."""
     clock = time.perf_counter()
     ensure_schema(target)
     source_id = _source_id(source)
+    cut = snapshot_cut(source) if consistent_cut else None
+    names = collections_to_copy(source)
+    if cut is not None and schema.SNAPSHOTS in names:
+        names = [n for n in names if n != schema.SNAPSHOTS] + [schema.SNAPSHOTS]  # records after their documents
     rows = []
-    for name in collections_to_copy(source):
+    for name in names:
         rows.append(_copy_collection(source, target, name, batch_size, progress, source_id,
-                                     skip_run_id if name == schema.JOB_RUNS else None))
+                                     skip_run_id if name == schema.JOB_RUNS else None, cut))
     mismatches = []
     for row in rows:
         skip = skip_run_id if row["collection"] == schema.JOB_RUNS else None
-        verdict = compare_collection(source, target, row["collection"], skip)
+        verdict = compare_collection(source, target, row["collection"], skip, seen=row.pop("_seen"),
+                                     listed=row.pop("_listed"), cut=cut, catch_up=True)
+        verdict["copied"] = row["copied"] + verdict["caught_up"]
         row.update(verdict)
         if not verdict["match"]:
             mismatches.append(f"{row['collection']} ({verdict['detail']})")
-    # the copy is finished either way: a re-run after a mismatch copies everything again
+    # the copy is finished either way: a re-run after a mismatch compares everything again
     target[CHECKPOINTS].delete_many({"source": source_id})
     if target[CHECKPOINTS].count_documents({}) == 0:
         target.drop_collection(CHECKPOINTS)
     summary = {"store": source.describe(), "target": target.describe(), "dry_run": False, "batch_size": batch_size,
                "collections": rows, "ok": not mismatches, "seconds": round(time.perf_counter() - clock, 3)}
+    if cut is not None:
+        summary["cut"] = {"complete_snapshots": len(cut)}
     if mismatches:
         raise MigrationMismatch("verification failed for " + "; ".join(mismatches), summary)
     return summary
 
 
 def _copy_collection(source, target, name: str, batch_size: int, progress: Progress | None, source_id: str,
-                     skip_id: str | None) -> dict:
-    ids = [doc["_id"] for doc in source[name].find({}, {"_id": 1})]
-    if skip_id is not None:
-        ids = [i for i in ids if i != skip_id]
-    ids.sort(key=id_key)
+                     skip_id: str | None, cut: Cut | None = None) -> dict:
+    ids = _listed_ids(source, name, cut, skip_id)
     keys = [id_key(i) for i in ids]
     checkpoint_id = f"{source_id}|{name}"
     checkpoint = target[CHECKPOINTS].find_one({"_id": checkpoint_id})
     start = 0
     if checkpoint is not None:
         start = len(ids) if checkpoint.get("done") else bisect.bisect_right(keys, id_key(checkpoint["last_id"]))
-    target_before = target[name].count_documents({}) if name in target.list_collection_names() else 0
+    exists = name in target.list_collection_names()
+    target_before = target[name].count_documents({}) if exists else 0
     total = len(ids)
     if progress:
         progress(name, start, total)
-    copied = 0
+    copied = same = 0
+    seen: dict = {}  # id_key → digest of the source document as this copy read it
     for offset in range(start, total, batch_size):
         batch = ids[offset:offset + batch_size]
-        docs = list(source[name].find({"_id": {"$in": batch}}))
-        _write_batch(target, name, docs)
-        copied += len(docs)
+        docs = [d for d in source[name].find({"_id": {"$in": batch}}) if cut is None or cut.holds(name, d)]
+        digests = {id_key(d["_id"]): document_digest(d) for d in docs}
+        seen.update(digests)
+        held = {}
+        if exists or copied:
+            held = {id_key(d["_id"]): document_digest(d) for d in target[name].find({"_id": {"$in": batch}})}
+        changed = [d for d in docs if held.get(id_key(d["_id"])) != digests[id_key(d["_id"])]]
+        _write_batch(target, name, changed)
+        copied += len(changed)
+        same += len(docs) - len(changed)
         target[CHECKPOINTS].replace_one({"_id": checkpoint_id}, {
             "_id": checkpoint_id, "source": source_id, "collection": name, "last_id": batch[-1],
             "done_count": offset + len(batch), "total": total, "done": offset + len(batch) >= total,
@@ -228,7 +297,8 @@ def _copy_collection(source, target, name: str, batch_size: int, progress: Progr
     if name not in target.list_collection_names():
         target.create_collection(name)
     return {"collection": name, "source_count": total, "target_count_before": target_before,
-            "resumed_from": start, "copied": copied}
+            "resumed_from": start, "copied": copied, "already_there": same,
+            "_seen": seen, "_listed": set(keys)}
 
 
 # --- verification ---------------------------------------------------------------------------------
@@ -257,13 +327,20 @@ def document_digest(doc: dict) -> bytes:
 
 def collection_digests(db, name: str, skip_id: str | None = None) -> dict:
     """{id_key: digest} of every document of a collection (one pass)."""
+    return {key: digest for key, (digest, _) in _digests_and_docs(db, name, skip_id).items()}
+
+
+def _digests_and_docs(db, name: str, skip_id: str | None = None) -> dict:
+    """{id_key: (digest, {_id, snapshot_id})}: what verification needs of each document."""
     if name not in db.list_collection_names():
         return {}
     out = {}
     for doc in db[name].find({}):
         if skip_id is not None and doc["_id"] == skip_id:
             continue
-        out[id_key(doc["_id"])] = document_digest(doc)
+        info = {"_id": doc["_id"], "snapshot_id": doc.get("snapshot_id"),
+                "copy_record": doc.get("step") == "migrate" and "from" in (doc.get("args") or {})}
+        out[id_key(doc["_id"])] = (document_digest(doc), info)
     return out
 
 
@@ -273,16 +350,54 @@ def combined_hash(digests: dict) -> str:
     return f"{total:064x}"
 
 
-def compare_collection(source, target, name: str, skip_id: str | None = None) -> dict:
+def compare_collection(source, target, name: str, skip_id: str | None = None, seen: dict | None = None,
+                       listed: set | None = None, cut: Cut | None = None, catch_up: bool = False) -> dict:
     """Counts and hashes of one collection on both sides, and what differs. For `schema_migrations` only the
-    source's records are compared (a target of a newer version has applied more migrations)."""
-    src = collection_digests(source, name, skip_id)
-    tgt = collection_digests(target, name, skip_id)
+    source's records are compared (a target of a newer version has applied more migrations).
+
+    After a copy (`seen`: the digests of the documents as the copy read them, `listed`: the ids it set out to
+    copy), a difference the source explains is not a mismatch: a document the source changed or deleted after
+    the copy read it, or one it added after the copy listed the collection ("changed during the copy").
+    With `catch_up`, source documents the copy never read (skipped by a resumed checkpoint, or added since
+    the listing) that the target lacks or holds differently are written now, from this same reading.
+    With a `cut`, options_data and snapshots are compared over the cut's snapshots (a target document outside
+    the cut that the source still holds is left out of the comparison too)."""
+    src_all = _digests_and_docs(source, name, skip_id)
+    tgt_all = _digests_and_docs(target, name, skip_id)
+    if cut is not None and name in (schema.OPTIONS, schema.SNAPSHOTS):
+        source_ids = set(src_all)
+        src_all = {k: v for k, v in src_all.items() if cut.holds(name, v[1])}
+        tgt_all = {k: v for k, v in tgt_all.items() if cut.holds(name, v[1]) or k not in source_ids}
+    if name == schema.JOB_RUNS:  # records of copies off a read-only source live in the target only
+        tgt_all = {k: v for k, v in tgt_all.items() if k in src_all or not v[1]["copy_record"]}
+    src = {k: v[0] for k, v in src_all.items()}
+    tgt = {k: v[0] for k, v in tgt_all.items()}
     if name == schema.MIGRATIONS:
         tgt = {k: v for k, v in tgt.items() if k in src}
+    caught_up = 0
+    if catch_up and seen is not None:
+        unread = [src_all[k][1]["_id"] for k in src if k not in seen and tgt.get(k) != src[k]]
+        for start in range(0, len(unread), DEFAULT_BATCH_SIZE):
+            docs = [d for d in source[name].find({"_id": {"$in": unread[start:start + DEFAULT_BATCH_SIZE]}})
+                    if cut is None or cut.holds(name, d)]
+            _write_batch(target, name, docs)
+            for doc in docs:
+                key = id_key(doc["_id"])
+                src[key] = tgt[key] = seen[key] = document_digest(doc)
+            caught_up += len(docs)
+    explained = 0
+    if seen is not None:
+        for key in set(src) | set(tgt):
+            if src.get(key) == tgt.get(key):
+                continue
+            if (key in seen and seen[key] != src.get(key)) or (key in src and listed is not None and key not in listed):
+                explained += 1
+                src.pop(key, None)
+                tgt.pop(key, None)
     src_hash, tgt_hash = combined_hash(src), combined_hash(tgt)
     match = len(src) == len(tgt) and src_hash == tgt_hash
-    detail = "identical"
+    detail = "identical" if not explained else f"identical but {explained} changed in the source during the copy " \
+                                               "(a re-run copies them)"
     if not match:
         missing = [k for k in src if k not in tgt]
         extra = [k for k in tgt if k not in src]
@@ -293,7 +408,7 @@ def compare_collection(source, target, name: str, skip_id: str | None = None) ->
                 parts.append(f"{len(keys)} {label}, e.g. _id {keys[0][1]!r}")
         detail = f"source {len(src)} vs target {len(tgt)} documents: " + ", ".join(parts)
     return {"target_count": len(tgt), "verified_count": len(src), "source_hash": src_hash, "target_hash": tgt_hash,
-            "match": match, "detail": detail}
+            "match": match, "detail": detail, "changed_during_copy": explained, "caught_up": caught_up}
 
 
 # --- dry run ---------------------------------------------------------------------------------------
