@@ -37,6 +37,9 @@ def worker(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
             return
         if once is not None and once not in schedule.ids:
             fail(f"unknown job {once!r}: the schedule has {', '.join(schedule.ids)}", EXIT_USAGE)
+        from qortcli.placeholders import refuse_placeholders
+
+        refuse_placeholders("the worker")
         database = open_db(st)
         try:
             if once is not None:
