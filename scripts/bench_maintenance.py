@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DAILY = ROOT.parent / "shared" / "data" / "deribit" / "daily"
+# the shared data beside the clone (…/qortfolio and …/shared), or one level up for a worktree (…/wt/NAME)
+DAILY = next((p / "shared" / "data" / "deribit" / "daily" for p in (ROOT.parent, ROOT.parent.parent)
+              if (p / "shared" / "data" / "deribit" / "daily").is_dir()), ROOT.parent / "shared" / "data" / "deribit" / "daily")
 
 
 def _cli(store: Path, *args: str) -> tuple[float, int, dict | None]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -241,8 +242,7 @@ def copy_store(source, target, batch_size: int = DEFAULT_BATCH_SIZE, progress: P
     mismatches = []
     for row in rows:
         skip = skip_run_id if row["collection"] == schema.JOB_RUNS else None
-        verdict = compare_collection(source, target, row["collection"], skip, seen=row.pop("_seen"),
-                                     listed=row.pop("_listed"), cut=cut, catch_up=True)
+        verdict = verify_copy(source, target, row.pop("_state"), skip, cut)
         verdict["copied"] = row["copied"] + verdict["caught_up"]
         row.update(verdict)
         if not verdict["match"]:
@@ -260,6 +260,20 @@ def copy_store(source, target, batch_size: int = DEFAULT_BATCH_SIZE, progress: P
     return summary
 
 
+@dataclass
+class _CopyState:
+    """What one collection's copy saw: the ids it listed and, per document it read, the source digest and the
+    target's digest after the batch (None: written by this copy, to be read back by `verify_copy`)."""
+
+    name: str
+    ids: list
+    keys: list
+    start: int
+    seen: dict = field(default_factory=dict)     # id_key → source digest as read
+    held: dict = field(default_factory=dict)     # id_key → target digest found equal (written ones absent)
+    written: list = field(default_factory=list)  # _ids written
+
+
 def _copy_collection(source, target, name: str, batch_size: int, progress: Progress | None, source_id: str,
                      skip_id: str | None, cut: Cut | None = None) -> dict:
     ids = _listed_ids(source, name, cut, skip_id)
@@ -272,22 +286,21 @@ def _copy_collection(source, target, name: str, batch_size: int, progress: Progr
     exists = name in target.list_collection_names()
     target_before = target[name].count_documents({}) if exists else 0
     total = len(ids)
+    state = _CopyState(name, ids, keys, start)
     if progress:
         progress(name, start, total)
-    copied = same = 0
-    seen: dict = {}  # id_key → digest of the source document as this copy read it
     for offset in range(start, total, batch_size):
         batch = ids[offset:offset + batch_size]
         docs = [d for d in source[name].find({"_id": {"$in": batch}}) if cut is None or cut.holds(name, d)]
         digests = {id_key(d["_id"]): document_digest(d) for d in docs}
-        seen.update(digests)
+        state.seen.update(digests)
         held = {}
-        if exists or copied:
+        if target_before or state.written:
             held = {id_key(d["_id"]): document_digest(d) for d in target[name].find({"_id": {"$in": batch}})}
         changed = [d for d in docs if held.get(id_key(d["_id"])) != digests[id_key(d["_id"])]]
         _write_batch(target, name, changed)
-        copied += len(changed)
-        same += len(docs) - len(changed)
+        state.written += [d["_id"] for d in changed]
+        state.held.update({k: v for k, v in held.items() if digests.get(k) == v})
         target[CHECKPOINTS].replace_one({"_id": checkpoint_id}, {
             "_id": checkpoint_id, "source": source_id, "collection": name, "last_id": batch[-1],
             "done_count": offset + len(batch), "total": total, "done": offset + len(batch) >= total,
@@ -297,14 +310,100 @@ def _copy_collection(source, target, name: str, batch_size: int, progress: Progr
     if name not in target.list_collection_names():
         target.create_collection(name)
     return {"collection": name, "source_count": total, "target_count_before": target_before,
-            "resumed_from": start, "copied": copied, "already_there": same,
-            "_seen": seen, "_listed": set(keys)}
+            "resumed_from": start, "copied": len(state.written), "already_there": len(state.held),
+            "_state": state}
+
+
+def _ids(db, name: str) -> list:
+    if name not in db.list_collection_names():
+        return []
+    return [d["_id"] for d in db[name].find({}, {"_id": 1})]
+
+
+def verify_copy(source, target, state: _CopyState, skip_id: str | None = None, cut: Cut | None = None) -> dict:
+    """Verify one collection's copy from what the copy itself read, without reading both stores again: the
+    documents it wrote are read back from the target and must hash as the source documents it read; those
+    it found equal were verified when read. The ids it never read (before a resumed checkpoint) are compared
+    now, and copied where they differ. Target documents the source has no longer (or never had) are "only in
+    target"; source documents added after the listing are reported ("new since the copy started": the next
+    run copies them), never a mismatch."""
+    name = state.name
+    tgt = dict(state.held)
+    for start in range(0, len(state.written), DEFAULT_BATCH_SIZE):
+        for doc in target[name].find({"_id": {"$in": state.written[start:start + DEFAULT_BATCH_SIZE]}}):
+            tgt[id_key(doc["_id"])] = document_digest(doc)
+    src = dict(state.seen)
+    caught_up = 0
+    unread = [i for i, k in zip(state.ids, state.keys) if k not in src]
+    for start in range(0, len(unread), DEFAULT_BATCH_SIZE):
+        batch = unread[start:start + DEFAULT_BATCH_SIZE]
+        docs = [d for d in source[name].find({"_id": {"$in": batch}}) if cut is None or cut.holds(name, d)]
+        held = {id_key(d["_id"]): document_digest(d) for d in target[name].find({"_id": {"$in": batch}})}
+        differ = []
+        for doc in docs:
+            key = id_key(doc["_id"])
+            src[key] = document_digest(doc)
+            if held.get(key) == src[key]:
+                tgt[key] = src[key]
+            else:
+                differ.append(doc)
+        _write_batch(target, name, differ)
+        for doc in target[name].find({"_id": {"$in": [d["_id"] for d in differ]}}) if differ else []:
+            tgt[id_key(doc["_id"])] = document_digest(doc)
+        caught_up += len(differ)
+    source_now = {id_key(i) for i in _ids(source, name) if i != skip_id}
+    listed = set(state.keys)
+    if cut is None or name not in (schema.OPTIONS, schema.SNAPSHOTS):
+        new_since = len(source_now - listed)
+    elif name == schema.SNAPSHOTS:  # completed while the copy ran: outside its cut, copied by the next run
+        new_since = len(set(snapshot_cut(source)) - set(cut))
+    else:
+        new_since = 0
+    extra_ids = [i for i in _ids(target, name) if i != skip_id and id_key(i) not in listed and id_key(i) not in source_now]
+    if name == schema.MIGRATIONS:
+        extra_ids = []  # a target of a newer version has applied more migrations
+    if name == schema.JOB_RUNS and extra_ids:  # records of copies off a read-only source live in the target only
+        extra_ids = [d["_id"] for d in target[name].find({"_id": {"$in": extra_ids}})
+                     if not (d.get("step") == "migrate" and "from" in (d.get("args") or {}))]
+    for i in extra_ids:
+        tgt[id_key(i)] = b"only in target"
+    return _verdict(src, tgt, new_since, caught_up)
+
+
+def _verdict(src: dict, tgt: dict, explained: int = 0, caught_up: int = 0) -> dict:
+    """Counts, order-independent hashes and what differs between {id_key: digest} maps of both sides."""
+    src_hash, tgt_hash = combined_hash(src), combined_hash(tgt)
+    match = len(src) == len(tgt) and src_hash == tgt_hash
+    detail = "identical" if not explained else f"identical; {explained} added to the source (or completed) during " \
+                                               "the copy: the next run copies them"
+    if not match:
+        missing = [k for k in src if k not in tgt]
+        extra = [k for k in tgt if k not in src]
+        differ = [k for k in src if k in tgt and src[k] != tgt[k]]
+        parts = []
+        for label, keys in (("missing in target", missing), ("only in target", extra), ("different", differ)):
+            if keys:
+                parts.append(f"{len(keys)} {label}, e.g. _id {keys[0][1]!r}")
+        detail = f"source {len(src)} vs target {len(tgt)} documents: " + ", ".join(parts)
+    return {"target_count": len(tgt), "verified_count": len(src), "source_hash": src_hash, "target_hash": tgt_hash,
+            "match": match, "detail": detail, "changed_during_copy": explained, "caught_up": caught_up}
 
 
 # --- verification ---------------------------------------------------------------------------------
 
+_PLAIN = (str, float, bool, type(None))
+
+
 def _canonical(value):
-    """Keys sorted recursively, Int64 as int, tuples as lists, datetimes UTC at millisecond precision."""
+    """Keys sorted recursively, Int64 as int, tuples as lists, datetimes UTC at millisecond precision.
+    (Exact-type checks first: this runs on every value of every document a copy reads.)"""
+    kind = type(value)
+    if kind in _PLAIN or kind is int:
+        return value
+    if kind is dict:
+        return {str(k): _canonical(value[k]) for k in sorted(value, key=str)}
+    if kind is list or kind is tuple:
+        return [_canonical(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _canonical(value[k]) for k in sorted(value, key=str)}
     if isinstance(value, (list, tuple)):
@@ -350,18 +449,10 @@ def combined_hash(digests: dict) -> str:
     return f"{total:064x}"
 
 
-def compare_collection(source, target, name: str, skip_id: str | None = None, seen: dict | None = None,
-                       listed: set | None = None, cut: Cut | None = None, catch_up: bool = False) -> dict:
-    """Counts and hashes of one collection on both sides, and what differs. For `schema_migrations` only the
-    source's records are compared (a target of a newer version has applied more migrations).
-
-    After a copy (`seen`: the digests of the documents as the copy read them, `listed`: the ids it set out to
-    copy), a difference the source explains is not a mismatch: a document the source changed or deleted after
-    the copy read it, or one it added after the copy listed the collection ("changed during the copy").
-    With `catch_up`, source documents the copy never read (skipped by a resumed checkpoint, or added since
-    the listing) that the target lacks or holds differently are written now, from this same reading.
-    With a `cut`, options_data and snapshots are compared over the cut's snapshots (a target document outside
-    the cut that the source still holds is left out of the comparison too)."""
+def compare_collection(source, target, name: str, skip_id: str | None = None, cut: Cut | None = None) -> dict:
+    """Counts and hashes of one collection on both sides (each read whole), and what differs. For
+    `schema_migrations` only the source's records are compared (a target of a newer version has applied more
+    migrations). With a `cut`, options_data and snapshots are compared over the cut's snapshots."""
     src_all = _digests_and_docs(source, name, skip_id)
     tgt_all = _digests_and_docs(target, name, skip_id)
     if cut is not None and name in (schema.OPTIONS, schema.SNAPSHOTS):
@@ -374,41 +465,10 @@ def compare_collection(source, target, name: str, skip_id: str | None = None, se
     tgt = {k: v[0] for k, v in tgt_all.items()}
     if name == schema.MIGRATIONS:
         tgt = {k: v for k, v in tgt.items() if k in src}
-    caught_up = 0
-    if catch_up and seen is not None:
-        unread = [src_all[k][1]["_id"] for k in src if k not in seen and tgt.get(k) != src[k]]
-        for start in range(0, len(unread), DEFAULT_BATCH_SIZE):
-            docs = [d for d in source[name].find({"_id": {"$in": unread[start:start + DEFAULT_BATCH_SIZE]}})
-                    if cut is None or cut.holds(name, d)]
-            _write_batch(target, name, docs)
-            for doc in docs:
-                key = id_key(doc["_id"])
-                src[key] = tgt[key] = seen[key] = document_digest(doc)
-            caught_up += len(docs)
-    explained = 0
-    if seen is not None:
-        for key in set(src) | set(tgt):
-            if src.get(key) == tgt.get(key):
-                continue
-            if (key in seen and seen[key] != src.get(key)) or (key in src and listed is not None and key not in listed):
-                explained += 1
-                src.pop(key, None)
-                tgt.pop(key, None)
-    src_hash, tgt_hash = combined_hash(src), combined_hash(tgt)
-    match = len(src) == len(tgt) and src_hash == tgt_hash
-    detail = "identical" if not explained else f"identical but {explained} changed in the source during the copy " \
-                                               "(a re-run copies them)"
-    if not match:
-        missing = [k for k in src if k not in tgt]
-        extra = [k for k in tgt if k not in src]
-        differ = [k for k in src if k in tgt and src[k] != tgt[k]]
-        parts = []
-        for label, keys in (("missing in target", missing), ("only in target", extra), ("different", differ)):
-            if keys:
-                parts.append(f"{len(keys)} {label}, e.g. _id {keys[0][1]!r}")
-        detail = f"source {len(src)} vs target {len(tgt)} documents: " + ", ".join(parts)
-    return {"target_count": len(tgt), "verified_count": len(src), "source_hash": src_hash, "target_hash": tgt_hash,
-            "match": match, "detail": detail, "changed_during_copy": explained, "caught_up": caught_up}
+    verdict = _verdict(src, tgt)
+    verdict.pop("caught_up")
+    verdict.pop("changed_during_copy")
+    return verdict
 
 
 # --- dry run ---------------------------------------------------------------------------------------
