@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, handled, open_db, state
+from qortcli.cli.common import DbOption, JsonOption, emit, handled, state
 
 
 @app.command()
@@ -26,9 +26,10 @@ def backup(ctx: typer.Context,
     """
     st = state(ctx, db, as_json)
     with handled(st):
+        from qortcli.cli.check import open_existing
         from qortcli.steps.check import run_backup
 
-        database = open_db(st, migrate=False)
+        database = open_existing(st)
         try:
             summary = run_backup(database, destination)
         finally:

@@ -28,7 +28,7 @@ def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
     with handled(st):
         from qortcli.steps.check import run_check
 
-        database = open_db(st, migrate=False)
+        database = open_existing(st)
         try:
             summary = run_check(database, repair=repair)
         finally:
@@ -36,6 +36,21 @@ def check(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
         emit(st, summary, _render)
         if not summary["ok"]:
             raise typer.Exit(1)
+
+
+def open_existing(st):
+    """The store to check or back up; an embedded store path that does not exist is an error (opening it
+    would create an empty store and report it healthy)."""
+    from pathlib import Path
+
+    from qortcli.config import get_settings
+    from qortcli.errors import StoreError
+    from qortcli.store.connect import is_mongo_url
+
+    url = st.db_url or get_settings().db_url
+    if not is_mongo_url(url) and not Path(url).expanduser().is_dir():
+        raise StoreError(f"no store at {url} (set QORT_DB or --db)")
+    return open_db(st, migrate=False)
 
 
 def _render(console, summary: dict) -> None:
@@ -61,7 +76,10 @@ def _render(console, summary: dict) -> None:
         for col in ("kind", "subject", "detail", "repair"):
             found.add_column(col)
         for f in summary["findings"]:
-            repaired = f"[green]{escape(f['repaired'])}[/]" if f["repaired"] else "[red]not repaired[/]"
+            if f["repaired"]:
+                repaired = f"[green]{escape(f['repaired'])}[/]"
+            else:
+                repaired = "[red]not repaired[/]" if summary["repair"] else "[dim]--repair[/]"
             found.add_row(escape(f["kind"]), escape(f["subject"]), escape(f["detail"]), repaired)
         console.print(found)
     for note in summary.get("skipped") or []:

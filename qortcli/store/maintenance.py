@@ -303,10 +303,9 @@ def _check_runs(db, repair: bool, timeout_for: TimeoutFor) -> list[Finding]:
         fixed = None
         if repair and runs_mod.abandon_runs(db, [record], reason, found_by="qortcli check --repair"):
             fixed = "marked abandoned"
-        started = record.get("started_at")
+        why = reason.removeprefix("abandoned: ")
         out.append(Finding("stale run", f"{record.get('step')} run {record['_id']}",
-                           f"started {started:%Y-%m-%d %H:%M:%S} UTC, still \"running\"; {reason}"
-                           if started else reason, fixed))
+                           f"started {_fmt(record.get('started_at'))}, still \"running\": {why}", fixed))
     return out
 
 
