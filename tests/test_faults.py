@@ -291,12 +291,17 @@ def test_migrate_copies_the_cut_taken_at_its_start_and_records_after_documents(t
     source, target = tmp_path / "source", tmp_path / "target"
     _store(source, CSV_A).close()
     pending = Frozen(tmp_path, source, "after-upsert:options_data", "collect", "deribit", "--from-file", str(BOOK))
-    copy = Frozen(tmp_path, source, "after-batch:options_data:1", "migrate", "--to", str(target), "--batch-size", "200",
-                  "--json")
-    assert qortcli(source, "collect", "deribit", "--from-file", str(CSV_B)).returncode == 0  # completes during the copy
-    proc = copy.resume()
-    assert proc.wait(timeout=300) == 0, copy.log.read_text()[-3000:]
-    pending.kill9()
+    try:
+        copy = Frozen(tmp_path, source, "after-batch:options_data:1", "migrate", "--to", str(target), "--batch-size",
+                      "200", "--json")
+        try:
+            assert qortcli(source, "collect", "deribit", "--from-file", str(CSV_B)).returncode == 0  # during the copy
+            assert copy.resume().wait(timeout=300) == 0, copy.log.read_text()[-3000:]
+        finally:
+            if copy.proc.poll() is None:
+                copy.kill9()
+    finally:
+        pending.kill9()
     db = connect(str(target), read_only=True)
     try:
         assert snapshot_problems(db, expected_for(CSV_A)) == []
