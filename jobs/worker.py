@@ -11,7 +11,16 @@ Semantics:
 - a job's failure is recorded in `job_runs` (by the step's own `recorded_run`, or by the EVENT_JOB_ERROR
   listener when the step never got that far, e.g. it is not importable yet) and never stops the worker;
   jobs chained `after` it are skipped for that round.
-- SIGTERM/SIGINT: no new runs start, the running ones finish (`shutdown(wait=True)`), exit code 0.
+- deadlines: a job whose step is a dotted path runs in its own process (`python -m jobs.worker --child`,
+  the job's spec on stdin, its result in a file) and is killed at its deadline (`timeout` per job,
+  `[schedule] job_timeout` by default): its run record becomes "timeout" with the reason, what it left
+  pending is discarded, the job's later runs go on. A job that cannot run in a process (a Python callable,
+  arguments that are not plain data, a store handle that cannot be reopened) runs in the scheduler's thread
+  without a deadline.
+- SIGTERM/SIGINT: no new runs start; the running ones get `[schedule] stop_grace` (60 s) to finish, then their
+  processes are killed (recorded "interrupted") and the worker exits 0 — inside docker-compose's
+  stop_grace_period (90 s). Job processes run in their own session, so a terminal's Ctrl-C reaches only
+  the worker, which decides.
 - with `[schedule] chains = "stream"` the collect_deribit poll is not scheduled: one long-lived stream
   session (job "stream") runs from the start until the worker stops (restarted after a failure, 5 s then
   doubling to 5 min), and the jobs chained after collect_deribit run after each round of snapshots it
@@ -24,14 +33,20 @@ Semantics:
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
@@ -42,6 +57,7 @@ from qortcli.schedule import (POLL_JOB, STREAM_JOB, WORKER_STATE, JobSpec, Sched
                               resolve_step, trigger_for)
 from qortcli.store.ops import to_plain
 from qortcli.store.runs import record_event, run_context
+from qortcli.store.schema import JOB_RUNS
 from qortcli.timeutils import utcnow
 
 log = logging.getLogger("qortcli.worker")
@@ -78,6 +94,10 @@ class Worker:
         self.schedule = schedule
         self.started_at = utcnow()
         self._stopping = threading.Event()
+        self._stop_deadline: float | None = None   # monotonic time after which running job processes are killed
+        self._active = 0                            # jobs running now (threads inside run_job)
+        self._active_cond = threading.Condition()
+        self._address = store_address(db)
         self.scheduler = scheduler_cls(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, schedule.max_workers))},
             job_defaults={"max_instances": 1, "coalesce": True,
@@ -109,15 +129,29 @@ class Worker:
     def run_job(self, job_id: str, trigger: str = "scheduler") -> dict[str, Any]:
         """Run a job and then the jobs chained after it; the first failure raises JobFailed (the rest skip)."""
         results = {}
-        for spec in [self.schedule.job(job_id), *self.schedule.followers(job_id)]:
-            results[spec.id] = self.run_one(spec, trigger)
+        with self._active_cond:
+            self._active += 1
+        try:
+            for spec in [self.schedule.job(job_id), *self.schedule.followers(job_id)]:
+                if self._stopping.is_set():
+                    break  # stopping: the rest of the chain does not start
+                results[spec.id] = self.run_one(spec, trigger)
+        finally:
+            with self._active_cond:
+                self._active -= 1
+                self._active_cond.notify_all()
         return results
 
     def run_one(self, spec: JobSpec, trigger: str = "scheduler") -> Any:
-        """Run one job's step with the store handle; its run records are tagged trigger=..., job=<id>."""
+        """Run one job's step with the store handle; its run records are tagged trigger=..., job=<id>.
+
+        A dotted-path step runs in its own process with the job's deadline (`run_isolated`); otherwise in
+        this thread (no deadline)."""
         started = utcnow()
         self._set_state(spec.id, {"last_status": "running", "last_started_at": started, "last_error": None})
         log.info("job %s: starting %s", spec.id, spec.step_path)
+        if self.isolated(spec):
+            return self.run_isolated(spec, trigger, started)
         try:
             func = resolve_step(spec.step)
         except StepUnavailable as exc:
@@ -144,15 +178,22 @@ class Worker:
         spec = self.schedule.stream_spec()
         spec = replace(spec, args={**spec.args, "stop_event": self._stopping, "on_snapshot": self._after_stream_snapshot})
         wait, longest = STREAM_RESTART_S
-        while not self._stopping.is_set():
-            try:
-                self.run_one(spec)
-                wait = STREAM_RESTART_S[0]
-            except JobFailed:
-                pass  # recorded; try again after the wait
-            if self._stopping.wait(wait):
-                break
-            wait = min(wait * 2.0, longest)
+        with self._active_cond:   # counted as running: stop() waits for its final flush (within the grace)
+            self._active += 1
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.run_one(spec)   # in this thread: its arguments are live objects, not plain data
+                    wait = STREAM_RESTART_S[0]
+                except JobFailed:
+                    pass  # recorded; try again after the wait
+                if self._stopping.wait(wait):
+                    break
+                wait = min(wait * 2.0, longest)
+        finally:
+            with self._active_cond:
+                self._active -= 1
+                self._active_cond.notify_all()
 
     def _after_stream_snapshot(self, rows: list[dict]) -> None:
         """Run the jobs chained after collect_deribit (price, surface) once per round of stream snapshots."""
@@ -167,6 +208,117 @@ class Worker:
     def run_followers(self, job_id: str, trigger: str = "scheduler") -> dict[str, Any]:
         """The jobs chained after `job_id`, in order (the first failure raises JobFailed)."""
         return {spec.id: self.run_one(spec, trigger) for spec in self.schedule.followers(job_id)}
+
+    # --- a job in its own process, with a deadline ----------------------------------------------------
+
+    def isolated(self, spec: JobSpec) -> bool:
+        """Whether the job runs in its own process: a dotted-path step, plain-data arguments and a store the
+        child can open by its address."""
+        return isinstance(spec.step, str) and self._address is not None and _plain_data(spec.args)
+
+    def run_isolated(self, spec: JobSpec, trigger: str, started: datetime) -> Any:
+        """Run the step in `python -m jobs.worker --child` and wait for it until the job's deadline (or the
+        stop deadline after SIGTERM); a process still running then is killed and its run marked."""
+        module = str(spec.step).rpartition(".")[0]
+        try:
+            found = importlib.util.find_spec(module) if module else None
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            message = f"step {spec.step} is not available (no module named {module!r})"
+            self._finish_state(spec.id, started, "failed", message, None)
+            raise JobFailed(spec.id, message, recorded=False)
+        timeout = self.schedule.timeout_seconds(spec)
+        url, name = self._address
+        payload = {"step": spec.step, "args": spec.args, "db": url, "db_name": name, "trigger": trigger,
+                   "job": spec.id, "log_level": logging.getLogger().getEffectiveLevel()}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        with tempfile.TemporaryDirectory(prefix="qort-job-") as tmp:
+            result_path = Path(tmp) / "result.json"
+            proc = subprocess.Popen([sys.executable, "-m", "jobs.worker", "--child", str(result_path)],
+                                    stdin=subprocess.PIPE, env=env, start_new_session=True)
+            try:  # the spec (with the store URL and its credentials) goes on stdin, never on the command line
+                proc.stdin.write(json.dumps(payload, default=str).encode())
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                outcome = self._wait(proc, timeout)
+            except BaseException:  # Ctrl-C of `worker --once`, or any error here: never leave the process behind
+                _kill(proc)
+                self._mark_child_runs(proc.pid, "interrupted", f"interrupted: the worker running job {spec.id} "
+                                                               "was interrupted")
+                raise
+            result = _read_result(result_path) if outcome == "exited" else None
+        if outcome != "exited":
+            why = (f"cancelled at its {timeout:g} s deadline" if outcome == "timeout" else
+                   "cancelled: the worker was stopped (SIGTERM) and the job outlived the stop grace")
+            status = "timeout" if outcome == "timeout" else "interrupted"
+            marked = self._mark_child_runs(proc.pid, status, f"{status}: {why} (job {spec.id}, process {proc.pid})")
+            self._clean_after_child(spec)
+            log.warning("job %s: %s", spec.id, why)
+            self._finish_state(spec.id, started, status, why, marked)
+            raise JobFailed(spec.id, why, recorded=bool(marked))
+        if result is None:
+            why = f"the job's process exited with code {proc.returncode} without a result"
+            self._clean_after_child(spec)
+            self._finish_state(spec.id, started, "failed", why, None)
+            raise JobFailed(spec.id, why, recorded=False)
+        recorded = result.get("recorded") or []
+        if not result.get("ok"):
+            message = result.get("error") or "failed"
+            self._finish_state(spec.id, started, "failed", message, recorded)
+            log.warning("job %s failed: %s", spec.id, message)
+            raise JobFailed(spec.id, message, recorded=bool(recorded) and not result.get("unavailable"))
+        if not recorded:  # a step that keeps no run record of its own still leaves one
+            record_event(self.db, spec.id, "ok", trigger=trigger, job=spec.id, started_at=started)
+        self._finish_state(spec.id, started, "ok", None, recorded)
+        log.info("job %s: ok", spec.id)
+        return result.get("summary")
+
+    def _wait(self, proc: subprocess.Popen, timeout: float) -> str:
+        """Wait for a job process: "exited", "timeout" (killed at its deadline) or "stopped" (killed after the
+        stop grace)."""
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                return "exited"
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                _kill(proc)
+                return "timeout"
+            if self._stop_deadline is not None and now >= self._stop_deadline:
+                _kill(proc)
+                return "stopped"
+
+    def _mark_child_runs(self, pid: int, status: str, reason: str) -> list[str]:
+        """Mark the "running" records a killed job process left with `status` and the reason; their ids."""
+        marked = []
+        try:
+            for record in self.db[JOB_RUNS].find({"status": "running", "pid": pid}):
+                if record.get("host") != socket.gethostname():
+                    continue
+                done = self.db[JOB_RUNS].update_one({"_id": record["_id"], "status": "running"}, {"$set": to_plain(
+                    {"status": status, "ended_at": utcnow(), "error": reason})})
+                if done.matched_count:
+                    marked.append(record["_id"])
+        except Exception:
+            log.exception("could not mark the runs of the killed job process %s", pid)
+        return marked
+
+    def _clean_after_child(self, spec: JobSpec) -> None:
+        """Discard what a dead job process left pending (its claim's owner is gone now)."""
+        try:
+            from qortcli.store.maintenance import clean_leftovers
+
+            cleaned = clean_leftovers(self.db, found_by=f"worker, after job {spec.id}")
+            if cleaned:
+                log.warning("job %s: cleaned after its process: %s", spec.id, cleaned.counts())
+        except Exception:
+            log.exception("could not clean after job %s", spec.id)
 
     def run_once(self, job_id: str) -> dict[str, Any]:
         """Run one job (and its chain) now, outside the scheduler; failures are recorded as the listener would."""
@@ -273,13 +425,23 @@ class Worker:
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop scheduling, wait for the running jobs to finish, mark the worker stopped."""
-        self._stopping.set()  # a stream session flushes and returns
+    def stop(self) -> int:
+        """Stop scheduling; running jobs get the stop grace to finish, then their processes are killed; mark the
+        worker stopped. Returns how many in-thread jobs are still running (they cannot be killed)."""
+        grace = self.schedule.stop_grace_seconds
+        self._stopping.set()
+        self._stop_deadline = time.monotonic() + grace
         if self.scheduler.running:
-            log.info("stopping: waiting for running jobs to finish")
-            self.scheduler.shutdown(wait=True)
+            log.info("stopping: running jobs get %g s to finish", grace)
+            self.scheduler.shutdown(wait=False)
+        with self._active_cond:  # job processes are killed at the stop deadline by their waiting threads
+            self._active_cond.wait_for(lambda: self._active == 0, timeout=grace + 10.0)
+            left = self._active
+        if left:
+            log.warning("%d in-thread job(s) still running after the %g s stop grace: exiting without them "
+                        "(their runs are marked abandoned by the next run)", left, grace)
         self.heartbeat(stopped=True)
+        return left
 
 
 def serve(db, schedule: Schedule) -> int:
@@ -301,13 +463,17 @@ def serve(db, schedule: Schedule) -> int:
     signal.signal(signal.SIGINT, on_signal)
     log.info("worker started on %s with jobs: %s", db.describe(), ", ".join(
         f"{spec.id} ({spec.timing})" for spec in schedule.jobs))
+    left = 0
     try:
         worker.scheduler.start()
     except (_Stop, KeyboardInterrupt):
         pass
     finally:
-        worker.stop()
+        left = worker.stop()
     log.info("worker stopped")
+    if left:  # the pool's threads would keep the interpreter alive past the compose grace
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -338,14 +504,114 @@ def describe_schedule(schedule: Schedule) -> list[dict]:
     return rows
 
 
+# --- job processes ----------------------------------------------------------------------------------
+
+def store_address(db) -> tuple[str, str] | None:
+    """(url, database name) by which a job process reopens the worker's store, or None when it cannot (a
+    read-only or in-memory handle, e.g. mongomock in tests)."""
+    from qortcli.store.connect import MongoDatabase
+
+    if getattr(type(db), "is_embedded", False) is True:
+        return None if vars(db).get("read_only") else (str(db.path), db.name)
+    if isinstance(db, MongoDatabase):
+        import pymongo
+
+        return (db.url, db.name) if isinstance(vars(db).get("_client"), pymongo.MongoClient) else None
+    return None
+
+
+def _plain_data(value) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_data(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain_data(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGTERM the job process (and its group), then SIGKILL if it is still there 2 s later."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                proc.send_signal(sig)
+            except ProcessLookupError:
+                return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _read_result(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_child(result_path: str) -> int:
+    """The job process: read the job's spec from stdin, run its step on the store, write the result JSON
+    ({ok, summary, recorded, error, unavailable}) to `result_path`. Exit 0 when it ran (even if it failed)."""
+    from qortcli.store import connect
+
+    spec = json.loads(sys.stdin.read())
+    logging.getLogger().setLevel(int(spec.get("log_level") or logging.INFO))
+    result: dict[str, Any] = {"ok": False, "recorded": []}
+    try:
+        func = resolve_step(spec["step"])
+    except StepUnavailable as exc:
+        result.update(error=str(exc), unavailable=True)
+        func = None
+    if func is not None:
+        db = connect(spec["db"], spec["db_name"])
+        try:
+            with run_context(spec.get("trigger") or "scheduler", job=spec.get("job")) as recorded:
+                try:
+                    summary = func(db, **(spec.get("args") or {}))
+                    result.update(ok=True, summary=_jsonable(summary))
+                except Exception as exc:
+                    result["error"] = _first_line(exc)
+                result["recorded"] = list(recorded)
+        finally:
+            db.close()
+    tmp = Path(result_path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str))
+    os.replace(tmp, result_path)
+    return 0
+
+
+def _jsonable(value):
+    """A JSON-safe copy of a step summary (numpy → Python, datetimes → ISO text)."""
+    try:
+        return json.loads(json.dumps(to_plain(value), default=lambda v: v.isoformat() if hasattr(v, "isoformat")
+                                     else str(v)))
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default=None, help="store URL or directory (default QORT_DB)")
     parser.add_argument("--once", metavar="JOB", help="run one job (and its chain) now and exit")
     parser.add_argument("--list", action="store_true", help="print the schedule and exit")
+    parser.add_argument("--child", metavar="RESULT", help=argparse.SUPPRESS)  # a job process (see run_child)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    if args.child:
+        return run_child(args.child)
+    if not args.list:
+        from qortcli.errors import ConfigError
+        from qortcli.placeholders import refuse_placeholders
+
+        try:
+            refuse_placeholders("the worker")
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2   # a configuration error, as `qortcli worker` reports it
     schedule = load_schedule()
     if args.list:
         for row in describe_schedule(schedule):

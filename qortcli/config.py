@@ -222,6 +222,7 @@ class JobSettings(Section):
     step: Optional[str] = None
     command: Optional[str] = None
     description: Optional[str] = None
+    timeout: Optional[str | float | int] = None     # the job's deadline ("4m", seconds; "0": none)
 
 
 class StreamSettings(Section):
@@ -243,6 +244,8 @@ class ScheduleSettings(Section):
     max_workers: PositiveInt
     heartbeat_seconds: NonNegativeFloat
     chains: Literal["poll", "stream"]
+    job_timeout: str | float | int                   # default deadline of a job ("15m")
+    stop_grace: str | float | int                    # after SIGTERM, how long running jobs may finish ("60s")
     jobs: dict[str, JobSettings]
     stream: StreamSettings = Field(default_factory=StreamSettings)
 

@@ -6,7 +6,14 @@ fails its own job). A job has exactly one timing:
   cron  = "10 0 * * *"    a 5-field crontab expression, always in UTC
   after = "other_job"     runs right after `other_job` succeeds, in the same worker thread (a chain)
 Options per job: `enabled = false` drops it, `args = {...}` are keyword arguments for the step,
-`step = "pkg.module.func"` and `command = "..."` (the `qortcli` command line for cron) define new jobs.
+`step = "pkg.module.func"` and `command = "..."` (the `qortcli` command line for cron) define new jobs,
+`timeout = "4m"` is the job's deadline (default `[schedule] job_timeout`; "0" for none).
+
+Deadlines: the worker runs each job in its own process and kills it at its deadline (the run is recorded
+"timeout", what it left pending is discarded) so a stuck job never blocks its later runs. A job's timeout
+is also how long a "running" record of that step, from a process on another host, may stay before it is
+called abandoned (`step_timeout_seconds`). `stop_grace` bounds a SIGTERM: running jobs get that long to
+finish, then they are killed and the worker exits (docker-compose's stop_grace_period must be longer).
 
 Option chains come from one of two sources (`chains` in `[schedule]`):
   chains = "poll"     the collect_deribit job polls REST on its own timing (default, every 5 minutes)
@@ -46,16 +53,16 @@ CATALOG: dict[str, tuple[str, str, str]] = {
 
 # Used when the settings file has no [schedule.jobs] (the packaged settings.toml carries the same values).
 DEFAULT_JOBS: dict[str, dict[str, Any]] = {
-    "collect_deribit": {"every": "5m"},
-    "price": {"after": "collect_deribit"},
-    "surface": {"after": "price"},
-    "risk": {"after": "surface"},
-    "collect_prices": {"cron": "10 0 * * *"},
-    "vol": {"after": "collect_prices"},
-    "optimize": {"cron": "30 0 * * *"},
-    "suggest": {"cron": "15 * * * *"},
-    "track": {"cron": "45 * * * *"},
-    "prune": {"cron": "40 0 * * *"},
+    "collect_deribit": {"every": "5m", "timeout": "4m"},
+    "price": {"after": "collect_deribit", "timeout": "3m"},
+    "surface": {"after": "price", "timeout": "3m"},
+    "risk": {"after": "surface", "timeout": "3m"},
+    "collect_prices": {"cron": "10 0 * * *", "timeout": "20m"},
+    "vol": {"after": "collect_prices", "timeout": "10m"},
+    "optimize": {"cron": "30 0 * * *", "timeout": "30m"},
+    "suggest": {"cron": "15 * * * *", "timeout": "10m"},
+    "track": {"cron": "45 * * * *", "timeout": "10m"},
+    "prune": {"cron": "40 0 * * *", "timeout": "30m"},
 }
 #: `chains` values, the job a stream session replaces, and the session's step
 CHAINS = ("poll", "stream")
@@ -65,6 +72,8 @@ STREAM_STEP = "qortcli.steps.stream.run_stream"
 DEFAULT_MISFIRE_GRACE_SECONDS = 600
 DEFAULT_MAX_WORKERS = 4
 DEFAULT_HEARTBEAT_SECONDS = 60
+DEFAULT_JOB_TIMEOUT_SECONDS = 900.0     # a job's deadline unless it sets its own `timeout`
+DEFAULT_STOP_GRACE_SECONDS = 60.0       # after SIGTERM: how long running jobs may finish before they are killed
 
 _EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -82,6 +91,7 @@ class JobSpec:
     cron: str | None = None
     after: str | None = None
     args: dict = field(default_factory=dict)
+    timeout: timedelta | None = None  # the job's deadline; None: the schedule's job_timeout; 0: none
 
     @property
     def timing(self) -> str:
@@ -118,6 +128,12 @@ class Schedule:
         """The long-lived stream session of chains = "stream" (started by the worker, not by a trigger)."""
         return JobSpec(STREAM_JOB, STREAM_STEP, command="stream", description="live Deribit websocket feed",
                        args=dict(self.stream_args))
+    job_timeout_seconds: float = DEFAULT_JOB_TIMEOUT_SECONDS
+    stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS
+
+    def timeout_seconds(self, spec: "JobSpec") -> float:
+        """The deadline of a job in seconds (0: none)."""
+        return self.job_timeout_seconds if spec.timeout is None else spec.timeout.total_seconds()
 
     def job(self, job_id: str) -> JobSpec:
         for spec in self.jobs:
@@ -169,6 +185,16 @@ def parse_every(text: str | int | float, job_id: str = "?") -> timedelta:
     if seconds <= 0:
         raise ConfigError(f"schedule job {job_id!r}: every must be positive")
     return timedelta(seconds=seconds)
+
+
+def parse_timeout(text, where: str) -> timedelta:
+    """A timeout like `every` ("90s", "4m", or seconds); "0" / 0 means none (a zero timedelta)."""
+    if str(text).strip() in ("0", "0s", "0m", "0.0"):
+        return timedelta(0)
+    try:
+        return parse_every(text, where)
+    except ConfigError:
+        raise ConfigError(f"schedule {where}: timeout = {text!r} is not like \"90s\", \"4m\", \"1h\" (or 0 for none)") from None
 
 
 def format_every(delta: timedelta) -> str:
@@ -231,6 +257,10 @@ def load_schedule(section: dict | None = None) -> Schedule:
         heartbeat_seconds=float(section.get("heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS)),
         chains=_chains(section),
         stream_args=_stream_args(section),
+        job_timeout_seconds=parse_timeout(section.get("job_timeout", DEFAULT_JOB_TIMEOUT_SECONDS),
+                                          "job_timeout").total_seconds(),
+        stop_grace_seconds=parse_timeout(section.get("stop_grace", DEFAULT_STOP_GRACE_SECONDS),
+                                         "stop_grace").total_seconds(),
     )
     for spec in specs:  # reject cycles (a after b after a)
         _acyclic(schedule, spec)
@@ -280,8 +310,9 @@ def _spec_from_config(job_id: str, cfg: dict) -> JobSpec:
     args = cfg.get("args") or {}
     if not isinstance(args, dict):
         raise ConfigError(f"schedule job {job_id!r}: args must be a table of keyword arguments")
+    timeout = parse_timeout(cfg["timeout"], f"job {job_id!r}") if cfg.get("timeout") is not None else None
     return JobSpec(id=job_id, step=step, command=command, description=description, every=every, cron=cron,
-                   after=cfg.get("after"), args=dict(args))
+                   after=cfg.get("after"), args=dict(args), timeout=timeout)
 
 
 def resolve_step(step: str | Callable) -> Callable:
@@ -316,6 +347,22 @@ def next_runs(schedule: Schedule, now: datetime | None = None) -> dict[str, date
     for spec in schedule.leaders():
         leaders[spec.id] = trigger_for(spec).get_next_fire_time(None, now) if spec.cron is not None else None
     return {spec.id: leaders.get(schedule.leader_of(spec.id).id) for spec in schedule.jobs}
+
+
+def step_timeout_seconds(step: str | None, job: str | None = None, schedule: Schedule | None = None) -> float:
+    """How long a run of `step` (from the worker's `job`, when known) may take: that job's timeout, else the
+    longest timeout of the jobs running that step (`qortcli.steps.<step>.*`), else the default job timeout.
+    A timeout of 0 (none) counts as the default here: a record must become provably stale some day."""
+    try:
+        schedule = schedule or load_schedule()
+    except ConfigError:
+        return DEFAULT_JOB_TIMEOUT_SECONDS
+    default = schedule.job_timeout_seconds or DEFAULT_JOB_TIMEOUT_SECONDS
+    if job and job in schedule.ids:
+        return schedule.timeout_seconds(schedule.job(job)) or default
+    found = [schedule.timeout_seconds(spec) for spec in schedule.jobs
+             if step and spec.step_path.startswith(f"qortcli.steps.{step}.")]
+    return max([t or default for t in found], default=default)
 
 
 def with_jobs(schedule: Schedule, *jobs: JobSpec) -> Schedule:

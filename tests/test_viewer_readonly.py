@@ -134,3 +134,98 @@ def test_viewer_package_has_no_write_calls():
     assert "open_readonly" in text
     assert "store.connect" not in text and "from qortcli.store import connect" not in text
     assert "qortcli.steps" not in text
+
+
+# --- read-only for real (issue 13.10): introspection, server-side JavaScript, missing collections ------------
+
+def _fingerprint(root: Path) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+def _reachable(start, limit: int = 50_000) -> list:
+    """Objects reachable from `start` through the garbage collector's referents (modules, classes and module
+    globals are not followed: they lead to everything in the process, not to what the handle holds)."""
+    import gc
+    import sys
+    import types
+
+    module_dicts = {id(m.__dict__) for m in list(sys.modules.values()) if m is not None}
+    seen, queue, out = {id(start)}, [start], []
+    while queue and len(out) < limit:
+        obj = queue.pop()
+        out.append(obj)
+        for ref in gc.get_referents(obj):
+            if id(ref) in seen or isinstance(ref, (types.ModuleType, type)) or id(ref) in module_dicts:
+                continue
+            seen.add(id(ref))
+            queue.append(ref)
+    return out
+
+
+def test_introspection_reaches_no_writable_handle_on_the_embedded_store(embedded_db):
+    from qortcli.store.engine import EmbeddedCollection, EmbeddedDatabase, ReadOnlyStoreError
+
+    _seed(embedded_db)
+    before = _fingerprint(embedded_db.path)
+    for ro in (ReadOnlyDatabase(embedded_db), open_readonly(str(embedded_db.path))):
+        coll = ro[schema.OPTIONS]
+        cursor = coll.find({})
+        # the bypasses of issue 13.10: the closure behind find, the cursor's bound method's owner
+        inner = [c.cell_contents for c in coll._reads["find"].__closure__ if hasattr(c.cell_contents, "insert_one")]
+        engine_cursor = cursor._next.__self__
+        assert inner and engine_cursor
+        for handle in (*inner, engine_cursor._coll):
+            with pytest.raises(ReadOnlyStoreError):
+                handle.insert_one({"_id": "x", "snapshot_id": "x", "symbol": "x"})
+            with pytest.raises(ReadOnlyStoreError):
+                handle.delete_many({"snapshot_id": "BTC-20260111T211857Z"})
+        # and nothing reachable at all can write
+        stores = [o for o in _reachable(ro) if isinstance(o, (EmbeddedDatabase, EmbeddedCollection))]
+        assert stores
+        for obj in stores:
+            database = obj if isinstance(obj, EmbeddedDatabase) else obj._db
+            assert database.read_only, f"{obj!r} is writable and reachable from the read-only handle"
+        assert embedded_db not in stores
+        ro.close()
+    assert _fingerprint(embedded_db.path) == before
+    assert embedded_db[schema.OPTIONS].count_documents({}) == 2
+
+
+@pytest.mark.parametrize("query", [
+    {"$where": "this.strike > 0"},
+    {"symbol": {"$exists": True}, "$and": [{"$where": "sleep(10000) || true"}]},
+    {"$expr": {"$function": {"body": "function() { return true }", "args": [], "lang": "js"}}},
+    {"legs": {"$elemMatch": {"$expr": {"$gt": [{"$accumulator": {"init": "function() {}"}}, 0]}}}},
+])
+def test_server_side_javascript_is_refused_anywhere_in_a_query(any_db, query):
+    _seed(any_db)
+    coll = ReadOnlyDatabase(any_db)[schema.OPTIONS]
+    for call in (lambda: coll.find(query), lambda: coll.find_one(query), lambda: coll.count_documents(query),
+                 lambda: coll.distinct("symbol", query), lambda: coll.find({}, {"x": query})):
+        with pytest.raises(ReadOnlyError, match="server-side JavaScript"):
+            call()
+    with pytest.raises(ReadOnlyError, match="not allowed"):
+        coll.find({}, let={"f": {"$function": {}}})  # only sort, skip and limit pass as options
+
+
+def test_reading_a_missing_collection_or_database_creates_nothing(embedded_db):
+    _seed(embedded_db)
+    before = _fingerprint(embedded_db.path)
+    for ro in (open_readonly(str(embedded_db.path)), open_readonly(str(embedded_db.path), db_name="not_there"),
+               ReadOnlyDatabase(embedded_db)):
+        assert ro["never_written"].find_one({"x": 1}) is None
+        assert ro["never_written"].count_documents({}) == 0 and list(ro["never_written"].find({})) == []
+        assert ro["never_written"].distinct("x") == []
+        ro.close()
+    assert _fingerprint(embedded_db.path) == before
+
+
+def test_the_read_only_view_sees_what_the_writer_writes_later(embedded_db):
+    ro = ReadOnlyDatabase(embedded_db)
+    assert ro[schema.OPTIONS].count_documents({}) == 0
+    _seed(embedded_db)
+    assert ro[schema.OPTIONS].count_documents({"snapshot_id": "BTC-20260111T211857Z"}) == 2
+    ro.close()

@@ -5,9 +5,19 @@ page and the backend. The store comes from QORT_DB / QORT_DB_NAME like every qor
 """
 
 import os
+import sys
 
 import reflex as rx
 from reflex.plugins.sitemap import SitemapPlugin
+
+from qortcli.errors import ConfigError
+from qortcli.placeholders import refuse_placeholders
+
+try:  # the placeholder passwords of .env.example are refused before anything starts
+    refuse_placeholders("the viewer")
+except ConfigError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 _port = int(os.environ.get("QORT_VIEWER_PORT", "3000"))
 _url = os.environ.get("QORT_VIEWER_URL", f"http://localhost:{_port}")

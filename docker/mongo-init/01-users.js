@@ -11,6 +11,9 @@ function required(name) {
   if (!value) {
     throw new Error(`${name} is not set: define it in .env (see .env.example)`);
   }
+  if (name.endsWith("PASSWORD") && value.toLowerCase().startsWith("change-me")) {
+    throw new Error(`${name} still holds the placeholder of .env.example: set a real password in .env`);
+  }
   return value;
 }
 

@@ -8,6 +8,8 @@ from qortcli.cli import risk  # noqa: F401,E402  (register `qortcli risk`)
 from qortcli.cli import market  # noqa: F401,E402  (register `qortcli market`)
 from qortcli.cli import stream  # noqa: F401,E402  (register `qortcli stream`)
 from qortcli.cli import vol  # noqa: F401,E402  (register `qortcli vol`)
+from qortcli.cli import check  # noqa: F401,E402  (register `qortcli check`)
+from qortcli.cli import backup  # noqa: F401,E402  (register `qortcli backup`)
 from qortcli.cli.app import app
 
 

@@ -44,7 +44,7 @@ def _render(console, summary: dict) -> None:
         snaps.add_column(col, justify="right" if col in ("instruments", "priced") else "left")
     for snap in summary["latest_snapshots"]:
         snaps.add_row(esc(snap["currency"]), esc(snap["snapshot_id"]), fmt(snap["timestamp"]),
-                      fmt(snap.get("instruments", "–")), fmt(snap.get("priced", "–")))
+                      fmt(snap.get("instruments", "–")), _pricing(snap))
     if not summary["latest_snapshots"]:
         snaps.add_row("–", "no snapshot yet: run `qortcli collect sample` or `qortcli collect deribit`", "", "", "")
     console.print(snaps)
@@ -62,10 +62,22 @@ def _render(console, summary: dict) -> None:
         runs.add_column(col, justify="right" if col == "seconds" else "left")
     for run in summary["last_runs"]:
         status = run["status"]
-        colour = {"ok": "green", "failed": "red", "missed": "yellow", "running": "cyan"}.get(status, "white")
+        colour = {"ok": "green", "failed": "red", "missed": "yellow", "running": "cyan", "abandoned": "magenta",
+                  "timeout": "red", "interrupted": "yellow"}.get(status, "white")
         detail = run.get("error") or ", ".join(f"{k}={v}" for k, v in (run.get("counts") or {}).items())
         runs.add_row(esc(run["step"]), esc(run.get("trigger") or ""), fmt(run.get("started_at")),
                      fmt(run.get("seconds")), f"[{colour}]{esc(status)}[/]", esc(detail))
     if not summary["last_runs"]:
         runs.add_row("–", "", "", "", "", "no runs recorded yet")
     console.print(runs)
+
+
+def _pricing(snap: dict) -> str:
+    """"priced 650 (ACT/365)", "unpriced", or a red "partial 300 of 650": a price run stopped half-way."""
+    state = snap.get("pricing")
+    if state == "priced":
+        return f"[green]priced[/] {snap.get('priced')} ({esc(str(snap.get('priced_basis')))})"
+    if state == "partial":
+        return (f"[red]partial[/] {snap.get('priced')} of {snap.get('instruments')} "
+                "(`qortcli price` prices it again; `qortcli check`)")
+    return "[yellow]unpriced[/]" if state == "unpriced" else str(snap.get("priced", "–"))

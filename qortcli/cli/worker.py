@@ -43,6 +43,9 @@ def worker(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
             fail(f"unknown job {once!r}: the schedule has {', '.join(schedule.ids)}", EXIT_USAGE)
         if once is None and csv is not None:
             fail("--csv applies to --list and --once; the running worker prints no table", EXIT_USAGE)
+        from qortcli.placeholders import refuse_placeholders
+
+        refuse_placeholders("the worker")
         database = open_db(st)
         try:
             if once is not None:

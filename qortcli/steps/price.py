@@ -170,6 +170,7 @@ def run_price(db, currency: str | None = None, check: bool = False, basis: str |
             if write:  # a narrow update: the collected fields are never rewritten
                 subdocs = _model_subdocs(model, basis, priced_at)
                 ops.update_fields(db, schema.OPTIONS, [(doc["_id"], {"model": sub}) for doc, sub in zip(docs, subdocs)])
+                ops.mark_priced(db, snap["_id"], len(docs), basis, priced_at)   # every document got its model fields
             flagged = {str(k): int(v) for k, v in zip(*np.unique(model["iv_flag"][model["iv_flag"] != ""],
                                                                  return_counts=True))}
             entry = {"currency": cur, "snapshot_id": snap["_id"], "timestamp": timestamp, "priced": len(docs),

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from qortcli.store import ops, schema
 from qortcli.store import runs as runs_mod
+from qortcli.store.maintenance import pricing_state
 from qortcli.timeutils import as_utc
 
 
@@ -19,12 +20,15 @@ def run_status(db, runs: int = 10) -> dict:
         if snap is None:
             continue
         snap_counts = snap.get("counts") or {}
+        pricing = pricing_state(db, snap)
         latest.append({
             "currency": currency,
             "snapshot_id": snap["_id"],
             "timestamp": snap["timestamp"],
-            "instruments": snap_counts.get("stored", db[schema.OPTIONS].count_documents({"snapshot_id": snap["_id"]})),
-            "priced": db[schema.OPTIONS].count_documents({"snapshot_id": snap["_id"], "model": {"$exists": True}}),
+            "instruments": snap_counts.get("stored", pricing.documents),
+            "priced": pricing.with_model,
+            # "priced" (confirmed by the price step's mark), "unpriced", or "partial" (a price run stopped half-way)
+            "pricing": pricing.state, "priced_basis": pricing.basis, "priced_at": pricing.priced_at,
         })
     recent = [{k: r.get(k) for k in ("step", "trigger", "started_at", "ended_at", "seconds", "status", "counts", "error")}
               for r in runs_mod.last_runs(db, runs)]

@@ -199,9 +199,10 @@ def complete_snapshot(db, snapshot_id: str, counts: dict | None = None, owner: s
     query: dict = {"_id": str(snapshot_id), "status": PENDING}
     if owner:
         query["owner"] = owner
+    # documents (re)written by a collector carry no model fields: a `priced` mark of a replaced snapshot goes
     done = db[schema.SNAPSHOTS].update_one(query, {"$set": {"status": COMPLETE, "completed_at": utcnow(),
                                                             "counts": to_plain(counts or {})},
-                                                   "$unset": {"owner": "", "replacing": ""}})
+                                                   "$unset": {"owner": "", "replacing": "", "priced": ""}})
     if done.matched_count == 0:
         raise LostClaim(f"snapshot {snapshot_id}: another writer took over its claim; this copy is not kept")
 
@@ -213,13 +214,22 @@ def discard_snapshot(db, snapshot_id: str, collection: str = schema.OPTIONS, own
     another writer holds, is left untouched (returns 0).
     """
     owner = owner or getattr(snapshot_id, "owner", None)
-    record = db[schema.SNAPSHOTS].find_one({"_id": str(snapshot_id)})
+    coll = db[schema.SNAPSHOTS]
+    record = coll.find_one({"_id": str(snapshot_id)})
     if not record or record.get("status") == COMPLETE:
         return 0
     if owner and record.get("owner") != owner:
         return 0
+    # Take the claim over atomically before deleting anything: a writer that took a dead writer's claim over
+    # between the read above and the delete below would otherwise have its new documents deleted and then
+    # complete the snapshot with none (found by tests/test_faults.py).
+    mine = owner_token()
+    taken = coll.find_one_and_update({"_id": str(snapshot_id), "status": PENDING, "owner": record.get("owner")},
+                                     {"$set": {"owner": mine, "started_at": utcnow(), "discarding": True}})
+    if not taken:
+        return 0
     deleted = db[collection].delete_many({"snapshot_id": str(snapshot_id)}).deleted_count
-    db[schema.SNAPSHOTS].delete_one({"_id": str(snapshot_id), "status": PENDING, "owner": record.get("owner")})
+    coll.delete_one({"_id": str(snapshot_id), "status": PENDING, "owner": mine})
     return deleted
 
 
@@ -270,6 +280,16 @@ def clean_stale_snapshots(db, kind: str = "options", collection: str = schema.OP
         deleted = discard_snapshot(db, record["_id"], collection, owner=record.get("owner") or "")
         cleaned.append({"snapshot_id": record["_id"], "documents": deleted, "owner": record.get("owner")})
     return cleaned
+
+
+def mark_priced(db, snapshot_id: str, count: int, basis: str, priced_at: datetime) -> bool:
+    """Record on a complete snapshot that `count` of its documents now carry model fields on `basis`, priced at
+    `priced_at` — called by the price step after all of that snapshot's model updates, so a snapshot whose
+    pricing was killed half-way has no (or an older) `priced` mark. Returns whether the record was updated."""
+    done = db[schema.SNAPSHOTS].update_one(
+        {"_id": str(snapshot_id), "status": COMPLETE},
+        {"$set": {"priced": to_plain({"count": int(count), "basis": basis, "priced_at": priced_at})}})
+    return done.matched_count > 0
 
 
 def list_snapshots(db, kind: str = "options", currency: str | None = None, complete_only: bool = True) -> list[dict]:

@@ -1,10 +1,12 @@
 """The viewer's only store access: one read-only handle, used from one dedicated thread.
 
-All reads go through `run(fn, *args)`, which calls `fn(readonly_db, *args)` on a single worker thread
-(the embedded engine keeps one client, and its in-memory query indexes, per thread: one thread means
-they are built once and reused) and returns `(result, error_line, milliseconds)`.
-`warm_loop()` (a Reflex lifespan task) touches the indexed fields every refresh period so the indexes
-are rebuilt in the background after a writer changed the store, not on a page load.
+The handle comes from `qortcli.store.readonly.open_readonly`: for the embedded store it is opened read-only
+at the engine level (no file is ever created, changed or locked, even through introspection, and a missing
+collection reads as empty); for MongoDB queries with server-side JavaScript are refused and the server
+user should have the `read` role only (docker-compose creates one).
+All reads go through `run(fn, *args)`, which calls `fn(readonly_db, *args)` on a single worker thread and
+returns `(result, error_line, milliseconds)`. `warm_loop()` (a Reflex lifespan task) touches the indexed
+fields every refresh period so the first page load after a writer changed the store is not the slow one.
 """
 
 from __future__ import annotations

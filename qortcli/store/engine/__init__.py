@@ -53,6 +53,19 @@ def legacy_collections(db_dir: Path) -> list[Path]:
     return found
 
 
+def _writable(root: Path, db_dir: Path) -> bool:
+    """Whether this process can create and change files of the store (the folder, its database folder and
+    the files already in it); `os.access` answers EROFS for a read-only mount, even to root."""
+    import os
+
+    folders = [root] + ([db_dir] if db_dir.is_dir() else [])
+    if not all(os.access(folder, os.W_OK | os.X_OK) for folder in folders):
+        return False
+    if db_dir.is_dir():
+        return all(os.access(p, os.W_OK) for p in db_dir.glob(f"*{files.SUFFIX}"))
+    return True
+
+
 class EmbeddedDatabase:
     """A pymongo-style Database over one directory of collection files, usable from any thread.
 
@@ -81,6 +94,12 @@ class EmbeddedDatabase:
         if legacy:
             raise LegacyStoreError(f"{self.path} holds a store of the previous embedded engine (litemongo, "
                                    f"{len(legacy)} collection files); {UPGRADE_HINT}")
+        self.read_only_reason = "opened read-only" if read_only else ""
+        if not read_only and self.path.is_dir() and not _writable(self.path, self.dir):
+            # a store on a read-only mount, or owned by another user: readable, every write a clear error
+            # (it used to fail every command, reads included, with "attempt to write a readonly database")
+            self.read_only = read_only = True
+            self.read_only_reason = "its folder is not writable by this process"
         if read_only:
             if not self.path.is_dir():
                 raise StoreError(f"no store at {self.path}: run `qortcli collect` first (or set QORT_DB / --db)")
@@ -146,7 +165,10 @@ class EmbeddedDatabase:
         raise QueryError(f"database command {name!r} is not supported by the embedded store")
 
     def describe(self) -> str:
-        suffix = ", read-only" if self.read_only else ""
+        suffix = ""
+        if self.read_only:
+            suffix = ", read-only" if self.read_only_reason in ("", "opened read-only") else \
+                f", read-only: {self.read_only_reason}"
         return f"embedded store at {self.path} (database {self.name!r}{suffix})"
 
     def close(self) -> None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import zlib
 from typing import Any, Iterable, Iterator
 
 import bson
+import bson.errors
 from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
@@ -184,6 +186,10 @@ class EmbeddedCollection:
             except sqlite3.DatabaseError as exc:
                 if state.immutable and attempt < 4 and files.stat_token(self.path) != state.token:
                     continue
+                if self._db.read_only and "no such table" in str(exc):
+                    # a writer is creating this collection's file right now (found by a reader watching a
+                    # `migrate --to` target): for a reader the collection does not exist yet
+                    return fn(None)
                 raise files.store_error(self.path, exc, "reading") from None
             except codec.EncodeError as exc:
                 raise QueryError(str(exc)) from None
@@ -246,6 +252,10 @@ class EmbeddedCollection:
         base when none is within NEW_BASE_IF_WORSE of a fresh one) and the batch's first documents."""
         if not raws:
             return 0, None
+        # another process may have added a base since this one looked (a data change: schema_version stays)
+        state.bases = [int(i) for (i,) in state.conn.execute(
+            "SELECT id FROM dicts WHERE base IS NULL ORDER BY id DESC LIMIT ?", (RECENT_BASES,))]
+        state.dict_id = state.bases[0] if state.bases else 0
         if len(raws) < BATCH_DICT_MIN:
             if not state.dict_id:
                 data = codec.build_dictionary(raws)
@@ -279,7 +289,15 @@ class EmbeddedCollection:
         return composite_id, state.dicts[composite_id]
 
     def _decode(self, state: _State, body: bytes) -> dict:
-        return codec.decode_body(body, state.dicts)
+        try:
+            return codec.decode_body(body, state.dicts)
+        except (KeyError, IndexError, ValueError, zlib.error, bson.errors.BSONError) as exc:
+            # a damaged page whose SQLite structure still reads: the body itself is garbage (found by flipping
+            # single bytes of a collection file: bson/zlib errors escaped without naming the file)
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"{self.path}: a stored document is unreadable ({type(exc).__name__}: {text[:120]}) "
+                             "(the file is damaged: run `qortcli check` (and restore it from `qortcli backup` if "
+                             "needed))") from None
 
     def _column_sql(self, state: _State) -> tuple[str, str, str]:
         cols = [state.columns[f] for f in sorted(state.columns)]
@@ -885,16 +903,28 @@ class EmbeddedCollection:
 
     # ------------------------------------------------------------------ maintenance (check / backup)
 
-    def integrity_check(self) -> list[str]:
-        """SQLite's integrity check of this collection's file plus the count bookkeeping: problems found."""
+    def integrity_check(self, bodies: bool = True) -> list[str]:
+        """SQLite's integrity check of this collection's file, the count bookkeeping and (with `bodies`) whether
+        every stored document still decodes: problems found."""
         def run(state):
             if state is None:
                 return []
             problems = [str(r[0]) for r in state.conn.execute("PRAGMA integrity_check") if str(r[0]) != "ok"]
+            structural = bool(problems)
             stored = state.conn.execute("SELECT value FROM meta WHERE key = 'count'").fetchone()
             actual = state.conn.execute("SELECT count(*) FROM docs").fetchone()[0]
             if stored is None or int(stored[0]) != int(actual):
                 problems.append(f"document count {stored and stored[0]} recorded, {actual} stored")
+            if bodies and not structural:
+                bad, first = 0, None
+                for rid, doc_id, body in state.conn.execute("SELECT rid, id, body FROM docs"):
+                    try:
+                        self._decode(state, bytes(body))
+                    except StoreError:
+                        bad += 1
+                        first = first or f"_id {codec.id_from_column(doc_id)!r}"
+                if bad:
+                    problems.append(f"{bad} stored document(s) unreadable, first {first}")
             return problems
 
         return self._read(run)

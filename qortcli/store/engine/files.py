@@ -61,9 +61,7 @@ def open_writer(path: Path, busy_s: float = DEFAULT_BUSY_S) -> sqlite3.Connectio
     try:
         conn = sqlite3.connect(str(path), timeout=busy_s, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_s * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
+        _set_wal(conn, busy_s)
         conn.execute("PRAGMA synchronous = NORMAL")
         if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'docs'").fetchone()[0] == 0:
             conn.execute("BEGIN IMMEDIATE")
@@ -80,6 +78,28 @@ def open_writer(path: Path, busy_s: float = DEFAULT_BUSY_S) -> sqlite3.Connectio
         return conn
     except sqlite3.Error as exc:
         raise store_error(path, exc, "opening") from None
+
+
+def _set_wal(conn: sqlite3.Connection, busy_s: float) -> None:
+    """Switch a new file to WAL. SQLite answers "database is locked" at once, without its busy handler, when
+    another process is creating the same file at that moment (two first writers of a fresh store): retry
+    until the busy timeout instead of failing."""
+    import time
+
+    deadline = time.monotonic() + busy_s
+    pause = 0.005
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
 
 def check_format(conn: sqlite3.Connection, path: Path) -> None:
