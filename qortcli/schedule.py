@@ -41,6 +41,7 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "suggest": ("qortcli.steps.suggest.run_suggest", "suggest", "option strategy suggestions"),
     "track": ("qortcli.steps.suggest.run_track", "suggest --track", "track record of past suggestions"),
     "prune": ("qortcli.steps.prune.run_prune", "prune", "retention: thin chains older than the window to one a day"),
+    "alerts": ("qortcli.steps.alerts.run_alerts", "alerts run", "market and job-health alerts, once per episode"),
 }
 
 # Used when the settings file has no [schedule.jobs] (the packaged settings.toml carries the same values).
@@ -54,6 +55,7 @@ DEFAULT_JOBS: dict[str, dict[str, Any]] = {
     "suggest": {"cron": "15 * * * *"},
     "track": {"cron": "45 * * * *"},
     "prune": {"cron": "40 0 * * *"},
+    "alerts": {"every": "1m"},
 }
 #: `chains` values, the job a stream session replaces, and the session's step
 CHAINS = ("poll", "stream")
@@ -314,6 +316,32 @@ def next_runs(schedule: Schedule, now: datetime | None = None) -> dict[str, date
     for spec in schedule.leaders():
         leaders[spec.id] = trigger_for(spec).get_next_fire_time(None, now) if spec.cron is not None else None
     return {spec.id: leaders.get(schedule.leader_of(spec.id).id) for spec in schedule.jobs}
+
+
+def cadence(spec: JobSpec, now: datetime | None = None) -> timedelta | None:
+    """How often a job with its own timing runs: its interval, or the gap between a cron job's next two fire
+    times after `now` (None for a chained job)."""
+    if spec.every is not None:
+        return spec.every
+    if spec.cron is None:
+        return None
+    trigger = trigger_for(spec)
+    first = trigger.get_next_fire_time(None, now or datetime.now(timezone.utc))
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+    return second - first
+
+
+def fire_times(spec: JobSpec, start: datetime, end: datetime, limit: int = 1000) -> list[datetime]:
+    """A cron job's fire times in [start, end], oldest first (at most `limit`, the latest ones); [] otherwise."""
+    if spec.cron is None:
+        return []
+    trigger = trigger_for(spec)
+    times: list[datetime] = []
+    moment = trigger.get_next_fire_time(None, start)
+    while moment is not None and moment <= end:
+        times.append(moment)
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return times[-limit:]
 
 
 def with_jobs(schedule: Schedule, *jobs: JobSpec) -> Schedule:

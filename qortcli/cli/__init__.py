@@ -7,6 +7,7 @@ from qortcli.cli import book  # noqa: F401,E402  (register `qortcli book`)
 from qortcli.cli import risk  # noqa: F401,E402  (register `qortcli risk`)
 from qortcli.cli import market  # noqa: F401,E402  (register `qortcli market`)
 from qortcli.cli import stream  # noqa: F401,E402  (register `qortcli stream`)
+from qortcli.cli import alerts  # noqa: F401,E402  (register `qortcli alerts`)
 from qortcli.cli.app import app
 
 

@@ -11,5 +11,6 @@ from qortcli.store.read.suggestions import __all__ as _suggestions_all
 from qortcli.store.read.books import *  # noqa: F401,F403,E402
 from qortcli.store.read.books import __all__ as _books_all
 from qortcli.store.read.live import LiveMarks, live_marks  # noqa: F401
+from qortcli.store.read.alerts import *  # noqa: F401,F403,E402  (alerts and the job runs health rules watch)
 
 __all__ = [*_core_all, *_suggestions_all, *_books_all, "LiveMarks", "live_marks"]
