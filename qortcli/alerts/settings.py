@@ -315,8 +315,8 @@ class _Table:
     def durations(self, key: str, choices: tuple[str, ...]) -> dict[str, float]:
         value = self._get(key, {})
         sub = _Table(value, f"{self.where} {key}")
-        out = {name: sub.duration(name, None) for name in value}
-        sub.finish(choices)
+        out = {name: sub.duration(name, None) for name in value if name in choices}
+        sub.finish()
         return out
 
     def finish(self, extra_known: tuple[str, ...] = ()) -> None:

@@ -132,8 +132,8 @@ def ack_command(ctx: typer.Context,
     with handled(st):
         database = open_db(st)
         emit(st, ack_alert(database, alert_id),
-             lambda console, s: console.print(escape(s["message"]) + f": {escape(str(s['alert']['title']))}",
-                                              highlight=False))
+             lambda _unused, s: _console().print(escape(s["message"]) + f": {escape(str(s['alert']['title']))}",
+                                                 highlight=False))
 
 
 def _render_test(_console_unused, summary: dict) -> None:

@@ -270,8 +270,9 @@ def _targets(settings: AlertSettings) -> list[dict]:
 
 
 def _deliver(db, settings: AlertSettings, alerts: list[dict], now: datetime) -> list[dict]:
-    """Deliver every pending entry of `alerts` (oldest first) within the budget; returns one record per try.
-    A target that failed (not finally) in this run is not tried again in it: its entries wait for the next run."""
+    """Deliver every pending entry of `alerts` (oldest first) within the budget; returns one record per delivery.
+    A target that failed in this run is not tried again in it (each try costs its retries and timeouts): its
+    other entries stay pending for the next run, which starts with the oldest."""
     hooks = {w.name: w for w in settings.webhooks if w.url}
     deadline = time.monotonic() + settings.delivery_budget_s
     down: set[str] = set()
@@ -296,9 +297,8 @@ def _deliver(db, settings: AlertSettings, alerts: list[dict], now: datetime) -> 
                          status="delivered" if result.ok else "failed" if result.final else "pending")
             if result.ok:
                 entry["delivered_at"] = result.attempts[-1].at if result.attempts else now
-            elif not result.final:
+            else:  # the target is down (or refuses us): its other entries wait for the next run
                 down.add(entry["target"])
-            if not result.ok:
                 log.warning("alerts: delivery of %s to %s %s: %s", alert["_id"], entry["target"],
                             "failed" if result.final else "deferred", result.error)
             changed = True
