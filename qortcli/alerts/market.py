@@ -169,12 +169,16 @@ def rr25_flip(rule: Rr25FlipRule, inputs: MarketInputs, open_subjects: frozenset
                 active = subject in open_subjects or flip_i is not None
             latest = float(series.iloc[-1]) if len(series) else None
             flip_at = _ts(series.index[flip_i]) if flip_i is not None and current == sign else None
-            title = (f"{cur} {rule.tenor_days}d RR25 ({rule.source}) flipped {label}: "
-                     f"{_vp(float(series.iloc[flip_i]))} at {flip_at:%Y-%m-%d %H:%M} UTC, now {_vp(latest)}"
-                     if active and flip_at is not None else
-                     f"{cur} {rule.tenor_days}d RR25 ({rule.source}) {label}: now {_vp(latest)}" if active else
-                     f"{cur} {rule.tenor_days}d RR25 ({rule.source}): {reason}" if reason else
-                     f"{cur} {rule.tenor_days}d RR25 ({rule.source}) {_vp(latest)}, not {label}")
+            what = f"{cur} {rule.tenor_days}d RR25 ({rule.source})"
+            if reason:
+                title = f"{what}: {reason}"
+            elif active and flip_at is not None:
+                title = (f"{what} flipped {label}: {_vp(float(series.iloc[flip_i]))} at {flip_at:%Y-%m-%d %H:%M} UTC, "
+                         f"now {_vp(latest)}")
+            elif active:
+                title = f"{what} still {label}: now {_vp(latest)}"
+            else:
+                title = f"{what} {_vp(latest)}, not {label}"
             out.append(_condition(
                 rule, subject, active, title,
                 values={"rr25": latest, "established_sign": current, "flip_at": flip_at,

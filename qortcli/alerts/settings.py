@@ -287,16 +287,20 @@ class _Table:
             raise self._bad(key, "true or false", value)
         return value
 
-    def duration(self, key: str, default: float | None) -> float | None:
+    def duration(self, key: str, default: float | None, zero_ok: bool = False) -> float | None:
+        """Seconds from "90s" / "5m" / "24h" / "3d" (or a number of seconds); 0 only with `zero_ok`."""
         value = self._get(key, default)
         if value is None:
             return None
         from qortcli.schedule import parse_every
 
+        if zero_ok and str(value).strip() in ("0", "0.0", "0s", "0m", "0h", "0d"):
+            return 0.0
         try:
             return parse_every(value, key).total_seconds()
         except ConfigError:
-            raise self._bad(key, 'a positive duration like "90s", "5m", "24h", "3d"', value) from None
+            wanted = "a duration" if zero_ok else "a positive duration"
+            raise self._bad(key, f'{wanted} like "90s", "5m", "24h", "3d"', value) from None
 
     def strings(self, key: str, upper: bool = False, choices: tuple[str, ...] | None = None) -> tuple[str, ...] | None:
         value = self._get(key, None)
@@ -424,18 +428,11 @@ def _webhook(raw: Any, index: int, environ: Mapping[str, str]) -> WebhookTarget:
         raise ConfigError(f"{where}: the webhook URL ({redact_url(url)}) must start with http:// or https://")
     target = WebhookTarget(name=name, url=url, url_env=url_env, format=t.string("format", "json", ("json", "text")),
                            timeout_s=t.duration("timeout", 5.0), attempts=t.integer("attempts", 3, 1, 10),
-                           backoff_s=_non_negative(t, "backoff", 1.0), missing=missing)
+                           backoff_s=t.duration("backoff", 1.0, zero_ok=True), missing=missing)
     if target.timeout_s > 120:
         raise ConfigError(f"{where}: timeout must be at most 120 s")
     t.finish()
     return target
-
-
-def _non_negative(t: _Table, key: str, default: float) -> float:
-    if t.raw.get(key) in (0, 0.0, "0", "0s"):
-        t.used.add(key)
-        return 0.0
-    return t.duration(key, default)
 
 
 def alert_settings(section: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> AlertSettings:

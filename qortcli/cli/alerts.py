@@ -15,7 +15,7 @@ from qortcli.cli.app import app
 from qortcli.cli.common import DbOption, JsonOption, _width, emit, fail, handled, open_db, state
 
 alerts_app = typer.Typer(
-    help=("Alerts on markets and jobs: the [alerts] rules of the settings (IV rank/percentile, RR25 sign flips, "
+    help=("Alerts on markets and jobs: the \\[alerts] rules of the settings (IV rank/percentile, RR25 sign flips, "
           "term-structure inversion, spot moves, tracked suggestions at their max loss or target; failed and missed "
           "jobs, stale data, a silent stream), evaluated every minute by the worker's `alerts` job. Each alert fires "
           "once per episode: it opens when its condition becomes true, is delivered then (webhooks, a JSON-lines "
@@ -110,8 +110,7 @@ def alerts_main(ctx: typer.Context, include_closed: AllOption = False, limit: Li
 @alerts_app.command("list")
 def list_command(ctx: typer.Context, include_closed: AllOption = False, limit: LimitOption = 20,
                  db: DbOption = None, as_json: JsonOption = False) -> None:
-    """The open alerts, newest first: short id, when it opened, severity, rule, subject, status (open or
-    acknowledged), how long it has been open, its delivery (delivered / pending / failed) and what triggered it.
+    """The open alerts, newest first: short id, when it opened, severity, rule, subject, status (open or acknowledged), how long it has been open, its delivery (delivered / pending / failed) and its latest reading.
 
     Example: qortcli alerts list --all --limit 50
     """
@@ -153,8 +152,7 @@ def _render_test(_console_unused, summary: dict) -> None:
 
 @alerts_app.command("test")
 def test_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Send a sample alert to every configured target (each [[alerts.webhooks]] entry, the log file) and report
-    each result; exit 1 if any failed or none is configured. Nothing is stored.
+    """Send a sample alert to every configured target (each \\[\\[alerts.webhooks]] entry, the log file) and report each result; exit 1 if any failed or none is configured. Nothing is stored.
 
     Example: QORT_ALERTS_WEBHOOK_URL=https://ntfy.sh/my-topic qortcli alerts test
     """
@@ -174,7 +172,7 @@ def _render_run(_console_unused, s: dict) -> None:
     sent = sum(1 for d in s["deliveries"] if d["status"] == "delivered")
     failed = sum(1 for d in s["deliveries"] if d["status"] == "failed")
     if not s["enabled"]:
-        console.print("alerts are disabled ([alerts] enabled = false)", highlight=False)
+        console.print(escape("alerts are disabled ([alerts] enabled = false)"), highlight=False)
         return
     console.print(f"alerts at {s['now']:%Y-%m-%d %H:%M:%S} UTC: {s['rules']} rules, {s.get('conditions', 0)} "
                   f"conditions; opened {len(s['opened'])}, closed {len(s['closed'])}, open {s['open']}; "
@@ -198,8 +196,7 @@ def run_command(ctx: typer.Context,
                 no_deliver: Annotated[bool, typer.Option(
                     "--no-deliver", help="Open and close episodes but send nothing (pending deliveries wait).")] = False,
                 db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Evaluate every rule now (what the worker's `alerts` job does each minute, and the crontab line): open
-    episodes whose condition became true, close those that cleared, deliver the new ones.
+    """Evaluate every rule now (what the worker's `alerts` job does each minute, and the crontab line): open episodes whose condition became true, close those that cleared, deliver the new ones.
 
     Example: qortcli alerts run --json
     """
