@@ -136,7 +136,6 @@ def test_market_rules_over_the_recorded_week_match_their_oracles_one_post_per_ep
 
     for cur in ("BTC", "ETH"):
         snaps = read.summary_series(store, cur, resolution="snapshot")
-        daily = read.summary_series(store, cur, resolution="day")
 
         def upto(t):
             return snaps[snaps.index <= pd.Timestamp(t)]
@@ -173,11 +172,13 @@ def test_market_rules_over_the_recorded_week_match_their_oracles_one_post_per_ep
                                    lambda v, was_open: v > (0.010 if was_open else 0.015))
         assert stored_episodes(store, "spot", cur) == expected, cur
 
-        # 30d ATM IV rank: the daily roll-up before the evaluation's UTC day, then that day's snapshots
+        # 30d ATM IV rank: the last summary of each UTC day before the evaluation's day, then the latest one
         def rank_reading(t):
             start = pd.Timestamp(t).floor("D")
-            points = pd.concat([daily[(daily.index < start) & (daily.index >= start - pd.Timedelta(days=365))],
-                                snaps[(snaps.index >= start) & (snaps.index <= pd.Timestamp(t))]])["atm_iv_30d_marks"]
+            before = snaps[snaps.index < start]
+            last_of_day = before.groupby(before.index.floor("D")).tail(1)
+            points = pd.concat([last_of_day[last_of_day.index >= start - pd.Timedelta(days=365)],
+                                upto(t).tail(1)])["atm_iv_30d_marks"]
             x = points.to_numpy(dtype=float)
             return None if x.size < 5 or x.max() == x.min() else (x[-1] - x.min()) / (x.max() - x.min())
 
@@ -435,3 +436,28 @@ def test_no_webhook_url_in_any_output_document_or_log_line(store, tmp_path, monk
     assert label in stored                                   # the redacted form is what is kept
     for text in (*outputs, stored, log_file.read_text(), caplog.text):
         assert SECRET not in text and rx.url not in text
+
+
+def test_summaries_written_between_runs_are_seen_by_the_next_run(tmp_path):
+    """The worker's runs read summaries incrementally: a chain stored and summarised after one run is in the next."""
+    from qortcli.steps.alerts import run_alerts
+    from qortcli.steps.collect import run_collect_file
+    from qortcli.steps.surface import run_backfill
+    from qortcli.store import ensure_schema
+
+    db = connect(str(tmp_path / "db"))
+    ensure_schema(db)
+    settings = {"rules": [MARKET[2]]}                       # rr7: BTC's 7d RR25 turns positive at 09:25 on Jan 5
+    try:
+        run_collect_file(db, WEEK[0])
+        run_backfill(db)
+        t0 = read.snapshots(db, "BTC")[0].timestamp
+        assert run_alerts(db, now=t0 + timedelta(minutes=1), settings=settings)["opened"] == []
+        run_collect_file(db, WEEK[1])
+        run_backfill(db)
+        t1 = read.snapshots(db, "BTC")[-1].timestamp
+        opened = run_alerts(db, now=t1 + timedelta(minutes=1), settings=settings)["opened"]
+        assert [a["subject"] for a in opened] == ["BTC/7d/positive"]
+        assert opened[0]["values"]["flip_at"] == t1
+    finally:
+        db.close()

@@ -65,7 +65,8 @@ class Rule:
 @dataclass(frozen=True, kw_only=True)
 class IvRankRule(Rule):
     """The constant-maturity ATM IV's rank or percentile (`quant.vol_history.rank_percentile`, fractions 0..1)
-    over `lookback_days` crossing `level` (`above` or `below`); clears `hysteresis` back inside."""
+    over `lookback_days` crossing `level` (`above` or `below`); clears `hysteresis` back inside. The history has
+    one point a day (each UTC day's last summary) and the latest summary as today's point."""
 
     KIND: ClassVar[str] = "iv_rank"
     measure: str = "percentile"       # "rank" | "percentile"

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 MARKET_KINDS = ("iv_rank", "rr25_flip", "term_inversion", "spot_move", "suggestion_max_loss", "suggestion_target")
 MAX_ATTEMPTS_KEPT = 10          # delivery attempts kept per target on an alert
+DAILY_CACHE_S = 3600.0          # how long summaries read before are kept in memory (per store), then re-read
+RECENT_OVERLAP_S = 900.0        # an incremental read goes this far back from the last summary it had
 SECTION_ROWS = 20
 
 
@@ -91,7 +93,7 @@ def _market_inputs(db, settings: AlertSettings, now: datetime, currencies: list[
     spot: dict[str, pd.Series] = {}
     for cur in currencies:
         if recent_s:
-            recent[cur] = read.summary_series(db, cur, now - timedelta(seconds=recent_s), now, "snapshot")
+            recent[cur] = _recent_summaries(db, cur, now - timedelta(seconds=recent_s), now)
             points = (pd.to_numeric(recent[cur]["index_usd"], errors="coerce").astype(float)
                       if "index_usd" in recent[cur] else pd.Series([], index=recent[cur].index, dtype=float))
             live = read.live_marks(db, cur) if any(isinstance(r, SpotMoveRule) for r in rules) else None
@@ -100,11 +102,64 @@ def _market_inputs(db, settings: AlertSettings, now: datetime, currencies: list[
             spot[cur] = points.sort_index(kind="stable")
         if rank_days:
             columns = sorted({f"atm_iv_{r.tenor_days}d_{r.source}" for r in rules if isinstance(r, IvRankRule)})
-            history[cur] = read.summary_history(db, cur, now, rank_days, columns)
+            history[cur] = _rank_history(db, cur, now, rank_days, columns)
     suggestions: tuple[TrackedSuggestion, ...] = ()
     if any(r.kind.startswith("suggestion_") for r in rules):
         suggestions = tuple(s for s in (_tracked(d, now) for d in read.open_suggestions(db)) if s is not None)
     return MarketInputs(now=now, recent=recent, history=history, spot=spot, suggestions=suggestions)
+
+
+_DAILY: dict[tuple, tuple[float, pd.DataFrame]] = {}
+_RECENT: dict[tuple, tuple[float, datetime, datetime, pd.DataFrame]] = {}
+
+
+def _recent_summaries(db, currency: str, start: datetime, now: datetime) -> pd.DataFrame:
+    """The per-snapshot summaries of `currency` in [start, now], read incrementally: a run reads only what was
+    written since the previous run's latest point (less RECENT_OVERLAP_S, for a summary written late), re-reading
+    everything after DAILY_CACHE_S or when it asks for an earlier time or window than before (a replay)."""
+    key = (db.describe(), currency)
+    hit = _RECENT.get(key)
+    fresh = (hit is not None and time.monotonic() - hit[0] < DAILY_CACHE_S and hit[1] <= start and hit[2] <= now)
+    if not fresh:
+        frame = read.summary_series(db, currency, start, now, "snapshot")
+        _RECENT[key] = (time.monotonic(), start, now, frame)
+        return frame
+    fetched_at, _, _, cached = hit
+    since = max(start, cached.index.max().to_pydatetime() - timedelta(seconds=RECENT_OVERLAP_S)) if len(cached) else start
+    new = read.summary_series(db, currency, since, now, "snapshot")
+    kept = cached[(cached.index >= pd.Timestamp(start)) & (cached.index < pd.Timestamp(since))]
+    frame = pd.concat([f for f in (kept, new) if not f.empty]) if len(kept) or len(new) else new
+    _RECENT[key] = (fetched_at, start, now, frame)
+    return frame
+
+
+def _daily_points(db, currency: str, day_start: datetime, lookback_days: int, columns: list[str]) -> pd.DataFrame:
+    """The daily roll-up of the `lookback_days` before `day_start`. Past days do not change within a day, so the
+    frame is kept for DAILY_CACHE_S per store (a backfill of old days shows within that time): the worker's
+    per-minute runs then read only the latest summary for ranks."""
+    key = (db.describe(), currency, day_start, lookback_days, tuple(columns))
+    hit = _DAILY.get(key)
+    if hit is not None and time.monotonic() - hit[0] < DAILY_CACHE_S:
+        return hit[1]
+    daily = read.summary_series(db, currency, day_start - timedelta(days=lookback_days),
+                                day_start - timedelta(milliseconds=1), "day", columns)
+    for stale in [k for k, (at, _) in _DAILY.items() if time.monotonic() - at >= DAILY_CACHE_S or k[2] != day_start]:
+        _DAILY.pop(stale, None)
+    _DAILY[key] = (time.monotonic(), daily)
+    return daily
+
+
+def _rank_history(db, currency: str, now: datetime, lookback_days: int, columns: list[str]) -> pd.DataFrame:
+    """One point a day (the daily roll-up: each UTC day's last summary) for the days before `now`'s day, then the
+    latest summary at or before `now`: ranks and percentiles weigh every day once, today included."""
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    daily = _daily_points(db, currency, day_start, lookback_days, columns)
+    latest = read.latest_summary(db, currency, before=now + timedelta(milliseconds=1))
+    if latest is None:
+        return daily
+    row = pd.DataFrame({c: [latest.get(c)] for c in (*columns, "snapshot_id")},
+                       index=pd.DatetimeIndex([as_utc(latest["timestamp"])], name="timestamp"))
+    return pd.concat([f for f in (daily, row) if not f.empty]).sort_index()
 
 
 def _num(value) -> float | None:
