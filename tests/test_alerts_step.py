@@ -461,3 +461,29 @@ def test_summaries_written_between_runs_are_seen_by_the_next_run(tmp_path):
         assert opened[0]["values"]["flip_at"] == t1
     finally:
         db.close()
+
+
+def test_episodes_reads_and_ack_on_both_stores(any_db):
+    """The same run on the embedded engine and on the MongoDB code path: a failed run of a scheduled job (recorded
+    by the step inside the worker's run context) opens one episode; ack by short id; a later ok run closes it."""
+    from qortcli.errors import StepError
+    from qortcli.steps.alerts import ack_alert, list_alerts, run_alerts
+    from qortcli.store.runs import recorded_run, run_context
+
+    settings = {"rules": [{"name": "failed", "kind": "job_failed", "jobs": ["price"]}]}
+    with run_context("scheduler", job="price"), pytest.raises(StepError):
+        with recorded_run(any_db, "price", {}):
+            raise StepError("no complete BTC options snapshot in the store")
+    opened = run_alerts(any_db, settings=settings)["opened"]
+    assert [(a["rule"], a["subject"]) for a in opened] == [("failed", "price")]
+    assert run_alerts(any_db, settings=settings)["opened"] == []
+    short = opened[0]["short_id"]
+    assert ack_alert(any_db, short, settings=settings)["alert"]["status"] == "acknowledged"
+    assert [r["status"] for r in list_alerts(any_db)["open"]] == ["acknowledged"]
+    with run_context("scheduler", job="price"), recorded_run(any_db, "price", {}):
+        pass
+    closed = run_alerts(any_db, settings=settings)["closed"]
+    assert [c["short_id"] for c in closed] == [short] and closed[0]["status"] == "closed"
+    assert closed[0]["acknowledged_at"] is not None
+    view = list_alerts(any_db, include_closed=True)
+    assert view["open"] == [] and [r["short_id"] for r in view["closed"]] == [short]

@@ -38,6 +38,7 @@ SEVERITIES = ("info", "warning", "critical")
 SOURCES = ("marks", "svi")
 TENORS_DAYS = (7, 30, 60, 90, 180)          # the constant maturities of the per-snapshot summaries
 DATASETS = ("options", "summaries", "prices")
+RANK_LOOKBACK_DAYS = 365                     # calendar days of IV history a rank looks back (a window, not a basis)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -72,7 +73,7 @@ class IvRankRule(Rule):
     measure: str = "percentile"       # "rank" | "percentile"
     tenor_days: int = 30
     source: str = "marks"             # "marks" | "svi": which summary column (atm_iv_30d_marks, ...)
-    lookback_days: int = 365
+    lookback_days: int = RANK_LOOKBACK_DAYS
     min_points: int = 20
     direction: str = "above"          # "above" | "below"
     level: float = 0.9
@@ -361,7 +362,7 @@ def _rule(raw: Any, index: int) -> Rule:
         params = dict(measure=t.string("measure", "percentile", ("rank", "percentile")),
                       tenor_days=t.integer("tenor_days", 30, 1, choices=TENORS_DAYS),
                       source=t.string("source", "marks", SOURCES),
-                      lookback_days=t.integer("lookback_days", 365, 1, 3650),
+                      lookback_days=t.integer("lookback_days", RANK_LOOKBACK_DAYS, 1, 10 * RANK_LOOKBACK_DAYS),
                       min_points=t.integer("min_points", 20, 2), direction=direction,
                       level=_fraction(t, "level", level), hysteresis=t.number("hysteresis", 0.05, 0.0, 1.0),
                       max_age_s=t.duration("max_age", 86400.0))
