@@ -280,6 +280,22 @@ class RiskSettings(Section):
         return self
 
 
+@settings_section("alerts")
+class AlertsSettings(Section):
+    """[alerts]: rules, webhooks and the log file of `qortcli alerts` — validated key by key (rule kinds,
+    bounds, durations) by `qortcli.alerts.settings.alert_settings`, which names the table, rule and key."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rules(cls, data):
+        from qortcli.alerts.settings import alert_settings
+
+        alert_settings(dict(data or {}))   # a ConfigError propagates as it is (one line, with the key)
+        return data
+
+
 @settings_section("optimize")
 class OptimizeSettings(Section):
     """[optimize]: defaults of `qortcli optimize`."""

@@ -49,6 +49,7 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "suggest": ("qortcli.steps.suggest.run_suggest", "suggest", "option strategy suggestions"),
     "track": ("qortcli.steps.suggest.run_track", "suggest --track", "track record of past suggestions"),
     "prune": ("qortcli.steps.prune.run_prune", "prune", "retention: thin chains older than the window to one a day"),
+    "alerts": ("qortcli.steps.alerts.run_alerts", "alerts run", "market and job-health alerts, once per episode"),
 }
 
 # Used when the settings file has no [schedule.jobs] (the packaged settings.toml carries the same values).
@@ -63,6 +64,7 @@ DEFAULT_JOBS: dict[str, dict[str, Any]] = {
     "suggest": {"cron": "15 * * * *", "timeout": "10m"},
     "track": {"cron": "45 * * * *", "timeout": "10m"},
     "prune": {"cron": "40 0 * * *", "timeout": "30m"},
+    "alerts": {"every": "1m", "timeout": "2m"},
 }
 #: `chains` values, the job a stream session replaces, and the session's step
 CHAINS = ("poll", "stream")
@@ -363,6 +365,30 @@ def step_timeout_seconds(step: str | None, job: str | None = None, schedule: Sch
     found = [schedule.timeout_seconds(spec) for spec in schedule.jobs
              if step and spec.step_path.startswith(f"qortcli.steps.{step}.")]
     return max([t or default for t in found], default=default)
+def cadence(spec: JobSpec, now: datetime | None = None) -> timedelta | None:
+    """How often a job with its own timing runs: its interval, or the gap between a cron job's next two fire
+    times after `now` (None for a chained job)."""
+    if spec.every is not None:
+        return spec.every
+    if spec.cron is None:
+        return None
+    trigger = trigger_for(spec)
+    first = trigger.get_next_fire_time(None, now or datetime.now(timezone.utc))
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+    return second - first
+
+
+def fire_times(spec: JobSpec, start: datetime, end: datetime, limit: int = 1000) -> list[datetime]:
+    """A cron job's fire times in [start, end], oldest first (at most `limit`, the latest ones); [] otherwise."""
+    if spec.cron is None:
+        return []
+    trigger = trigger_for(spec)
+    times: list[datetime] = []
+    moment = trigger.get_next_fire_time(None, start)
+    while moment is not None and moment <= end:
+        times.append(moment)
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return times[-limit:]
 
 
 def with_jobs(schedule: Schedule, *jobs: JobSpec) -> Schedule:

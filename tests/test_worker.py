@@ -228,7 +228,7 @@ ghost = { step = "qortcli.steps.ghost.run_ghost", command = "ghost", every = "5m
     db = connect(str(qort_env))
     try:
         before = datetime.now(timezone.utc)
-        (section,) = status_sections(db)
+        section = status_sections(db)[0]
         after = datetime.now(timezone.utc)
         rows = {row[0]: dict(zip(section["columns"], row)) for row in section["rows"]}
         assert rows["schema"]["next run (UTC)"] in {next_0010(before), next_0010(after)}
@@ -246,7 +246,7 @@ def test_status_is_read_only_without_worker_state(embedded_db):
     from qortcli.steps.status import status_sections
 
     before = set(embedded_db.list_collection_names())
-    (section,) = status_sections(embedded_db)
+    section = status_sections(embedded_db)[0]  # the schedule (then the open alerts)
     assert [row[0] for row in section["rows"]] == load_schedule().ids
     assert set(embedded_db.list_collection_names()) == before  # no worker_state created by reading
 

@@ -78,7 +78,8 @@ def status_sections(db) -> list[dict]:
         job = state.get(f"job:{spec.id}") or {}
         rows.append([spec.id, spec.timing, nxt, job.get("last_status"), job.get("last_started_at"),
                      job.get("last_seconds"), job.get("last_error")])
-    return [{"title": f"Schedule ({note})", "columns": columns, "rows": rows}]
+    from qortcli.steps.alerts import alerts_section
+    return [{"title": f"Schedule ({note})", "columns": columns, "rows": rows}, alerts_section(db)]
 
 
 def fmt_time(value) -> str:

@@ -13,5 +13,8 @@ from qortcli.store.read.books import __all__ as _books_all
 from qortcli.store.read.live import LiveMarks, live_marks  # noqa: F401
 from qortcli.store.read.vol import *  # noqa: F401,F403,E402
 from qortcli.store.read.vol import __all__ as _vol_all
+from qortcli.store.read.alerts import *  # noqa: F401,F403,E402  (alerts and the job runs health rules watch)
 
-__all__ = [*_core_all, *_suggestions_all, *_books_all, *_vol_all, "LiveMarks", "live_marks"]
+from qortcli.store.read.alerts import __all__ as _alerts_all
+
+__all__ = [*_core_all, *_suggestions_all, *_books_all, *_vol_all, *_alerts_all, "LiveMarks", "live_marks"]
