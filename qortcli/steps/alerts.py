@@ -303,9 +303,10 @@ def test_targets(settings: AlertSettings | dict | None = None, now: datetime | N
     StepError when no target is configured."""
     settings = _settings(settings)
     now = _now(now)
-    if not settings.webhooks and settings.log_file is None:
+    if not any(w.url for w in settings.webhooks) and settings.log_file is None:
+        unset = "; ".join(f"webhook {w.name}: {w.missing}" for w in settings.webhooks if w.missing)
         raise StepError("no alert target configured: add [[alerts.webhooks]] (url_env = \"VARIABLE\") or "
-                        "[alerts] log_file = \"PATH\" to the settings")
+                        "[alerts] log_file = \"PATH\" to the settings" + (f" ({unset})" if unset else ""))
     alert = sample_alert(now)
     deadline = time.monotonic() + settings.delivery_budget_s
     results = [deliver_mod.post_webhook(w, alert, deadline=deadline).as_dict() for w in settings.webhooks]
