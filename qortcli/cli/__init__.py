@@ -11,6 +11,7 @@ from qortcli.cli import vol  # noqa: F401,E402  (register `qortcli vol`)
 from qortcli.cli import check  # noqa: F401,E402  (register `qortcli check`)
 from qortcli.cli import backup  # noqa: F401,E402  (register `qortcli backup`)
 from qortcli.cli import alerts  # noqa: F401,E402  (register `qortcli alerts`)
+from qortcli.cli import chain  # noqa: F401,E402  (register `qortcli chain`)
 from qortcli.cli.app import app
 
 

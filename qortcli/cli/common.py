@@ -446,6 +446,7 @@ class Column(NamedTuple):
     justify: str = "right"
     priority: int = 0
     wrap: bool = False
+    group: str = ""        # columns of one non-empty group are dropped together (a board's call and put twins)
 
 
 #: the narrowest a wrapping column is allowed to become when a table is fitted
@@ -457,15 +458,15 @@ def fit_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seque
     """A rich Table no wider than `width` (default: the console's): whole columns of the lowest priority
     are dropped (named in the caption) until the rest fit; cells of non-wrapping columns stay on one
     line, whole (instrument names and strikes are never cut), wrapping columns take what is left.
+    Columns sharing a `group` go together; a header may hold two lines ("bid\\ncoin").
 
     Cells are markup strings (escape external text with `esc`/`fmt`).
     """
     rows = [list(r) for r in rows]
     width = width or console.width
-    natural = [max([Text.from_markup(c.header).cell_len] + [Text.from_markup(r[i]).cell_len for r in rows])
-               for i, c in enumerate(columns)]
-    least = [min(natural[i], max(WRAP_MIN, Text.from_markup(c.header).cell_len)) if c.wrap else natural[i]
-             for i, c in enumerate(columns)]
+    heads = [max(Text.from_markup(line).cell_len for line in c.header.split("\n")) for c in columns]
+    natural = [max([heads[i]] + [Text.from_markup(r[i]).cell_len for r in rows]) for i, c in enumerate(columns)]
+    least = [min(natural[i], max(WRAP_MIN, heads[i])) if c.wrap else natural[i] for i, c in enumerate(columns)]
     edge = 0 if table_options.get("show_edge", True) else 2
     keep = list(range(len(columns)))
 
@@ -478,8 +479,12 @@ def fit_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seque
         if not candidates:
             break
         worst = max(candidates, key=lambda i: (columns[i].priority, i))
-        keep.remove(worst)
-        dropped.append(Text.from_markup(columns[worst].header).plain)
+        gone = [i for i in keep if columns[worst].group and columns[i].group == columns[worst].group] or [worst]
+        for i in gone:
+            keep.remove(i)
+        name = Text.from_markup(columns[worst].header).plain.replace("\n", " ")
+        if name not in dropped:
+            dropped.append(name)
     table = Table(title=title, title_justify="left", **table_options)
     for i in keep:
         col = columns[i]
