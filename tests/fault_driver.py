@@ -111,7 +111,7 @@ def install(point: str, ready: Path) -> None:
 
         EmbeddedCollection._write = _write
     if kind == "after-batch":
-        import qortcli.steps.migrate as migrate
+        import qortcli.store.transfer as migrate
 
         real_batch = migrate._write_batch
 

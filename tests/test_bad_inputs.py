@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qortcli.cli import app
-from qortcli.steps.migrate import collection_digests, combined_hash
+from qortcli.store.transfer import collection_digests, combined_hash
 from qortcli.store import connect, ensure_schema, schema
 
 from conftest import FIXTURES

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import qortcli.steps.migrate as migrate_mod
+import qortcli.store.transfer as migrate_mod
 from qortcli.store import connect, ensure_schema, ops, schema
 from qortcli.store.runs import recorded_run
-from qortcli.steps.migrate import (CHECKPOINTS, MigrationMismatch, combined_hash, compare_collection,
-                                   document_digest, run_migrate)
+from qortcli.steps.migrate import run_migrate
+from qortcli.store.transfer import (CHECKPOINTS, MigrationMismatch, combined_hash, compare_collection,
+                                    document_digest)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BOOK = FIXTURES / "goodtrading_book_summary_BTC_option_20260313.json"

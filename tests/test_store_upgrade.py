@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from qortcli.cli import app
 from qortcli.store import connect, ensure_schema, read, schema
 from qortcli.steps.collect import run_collect_file
-from qortcli.steps.migrate import collection_digests, combined_hash
+from qortcli.store.transfer import collection_digests, combined_hash
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHAIN = FIXTURES / "deribit_options_snapshot_20260111T211857Z.csv"

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from qortcli.errors import StepError, UsageError
-from qortcli.store import ops, schema
+from qortcli.store import ops, read, schema
 from qortcli.steps.common import staleness
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, DEFAULT_BASIS, utcnow
@@ -113,21 +113,11 @@ def _day(value, what: str) -> pd.Timestamp | None:
 def load_closes(db, assets: list[str] | None = None, start: pd.Timestamp | None = None,
                 end: pd.Timestamp | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Wide frame of daily closes (USD; index = UTC days, tz-naive) and each symbol's stored sector."""
-    query: dict = {}
-    if assets:
-        query["symbol"] = {"$in": list(assets)}
-    window: dict = {}
-    if start is not None:  # one day earlier: the first return of the window needs the previous close
-        window["$gte"] = (start - pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=timezone.utc)
-    if end is not None:
-        window["$lte"] = end.to_pydatetime().replace(tzinfo=timezone.utc)
-    if window:
-        query["timestamp"] = window
-    projection = {"_id": 0, "symbol": 1, "timestamp": 1, "close": 1, "price_usd": 1, "sector": 1}
-    rows = list(db[schema.PRICES].find(query, projection))
-    if not rows:
+    first = (start - pd.Timedelta(days=1)) if start is not None else None  # the first return needs the close before
+    frame = read.closes_long(db, assets or None, _utc(first) if first is not None else None,
+                             _utc(end) if end is not None else None)
+    if frame.empty:
         return pd.DataFrame(), {}
-    frame = pd.DataFrame(rows)
     close = frame["close"] if "close" in frame else pd.Series(float("nan"), index=frame.index)
     if "price_usd" in frame:
         close = close.where(close.notna(), frame["price_usd"])
@@ -155,14 +145,10 @@ def previous_allocation(db, portfolio_id: str, before: datetime | None = None,
     that same as-of day when its weights differ from `weights` (the data or the inputs changed since),
     else the latest one strictly before `before` (the latest of all when `before` is None)."""
     if before is not None and weights is not None:
-        same = db[schema.PORTFOLIOS].find_one({"portfolio_id": portfolio_id, "timestamp": before})
+        same = read.portfolio_at(db, portfolio_id, before)
         if same is not None and _weights_differ(same.get("weights") or {}, weights):
             return same
-    query: dict = {"portfolio_id": portfolio_id}
-    if before is not None:
-        query["timestamp"] = {"$lt": before}
-    found = list(db[schema.PORTFOLIOS].find(query).sort("timestamp", -1).limit(1))
-    return found[0] if found else None
+    return read.portfolio_before(db, portfolio_id, before)
 
 
 def _weights_differ(old: dict[str, float], new: dict[str, float], tolerance: float = 1e-9) -> bool:

@@ -3,7 +3,7 @@
 A litemongo store is `<root>/<database>/<collection>` — one SQLite file per collection, no suffix, with a
 `documents(_id, doc)` table of BSON documents keyed by an encoded id, and an `info` table holding the key
 format. `LegacyDatabase` reads such a directory read-only with nothing but sqlite3 and bson (litemongo
-need not be installed), with just what the copy of `qortcli.steps.migrate` uses.
+need not be installed), with just what the copy of `qortcli.store.transfer` uses.
 
 `upgrade_store(root)`: copy every collection into a new-format store built beside it, verify document
 counts and content hashes of every collection, then swap the directories — the old files are kept in
@@ -131,7 +131,7 @@ class LegacyDatabase:
 
 def upgrade_store(root: str | Path, name: str = "qortfolio", progress: Callable | None = None) -> dict:
     """Upgrade a litemongo store at `root` in place (see the module docstring); returns the verification."""
-    from qortcli.steps.migrate import compare_collection, copy_store
+    from qortcli.store.transfer import compare_collection, copy_store
     from qortcli.store.engine import EmbeddedDatabase
     from qortcli.store.schema import SCANNABLE
 

@@ -14,7 +14,8 @@ from qortcli.store.read.live import LiveMarks, live_marks  # noqa: F401
 from qortcli.store.read.vol import *  # noqa: F401,F403,E402
 from qortcli.store.read.vol import __all__ as _vol_all
 from qortcli.store.read.alerts import *  # noqa: F401,F403,E402  (alerts and the job runs health rules watch)
-
 from qortcli.store.read.alerts import __all__ as _alerts_all
+from qortcli.store.read.portfolios import *  # noqa: F401,F403,E402  (the optimizer's closes and allocations)
+from qortcli.store.read.portfolios import __all__ as _portfolios_all
 
-__all__ = [*_core_all, *_suggestions_all, *_books_all, *_vol_all, *_alerts_all, "LiveMarks", "live_marks"]
+__all__ = [*_core_all, *_suggestions_all, *_books_all, *_vol_all, *_alerts_all, *_portfolios_all, "LiveMarks", "live_marks"]
