@@ -10,5 +10,7 @@ from qortcli.store.read.suggestions import *  # noqa: F401,F403
 from qortcli.store.read.suggestions import __all__ as _suggestions_all
 from qortcli.store.read.books import *  # noqa: F401,F403,E402
 from qortcli.store.read.books import __all__ as _books_all
+from qortcli.store.read.viewer import *  # noqa: F401,F403,E402
+from qortcli.store.read.viewer import __all__ as _viewer_all
 
-__all__ = [*_core_all, *_suggestions_all, *_books_all]
+__all__ = [*_core_all, *_suggestions_all, *_books_all, *_viewer_all]
