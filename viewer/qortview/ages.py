@@ -64,10 +64,12 @@ class Age:
 
     @property
     def note(self) -> str:
+        """In words, without the running age (the browser counts that): it changes only when the flag does."""
         if self.at is None:
             return f"{self.label}: none"
-        base = f"{self.label} {self.at_text} ({fmt.duration(self.seconds)} old)"
-        return base + (f" — older than its schedule ({self.rule})" if self.stale else "")
+        base = f"{self.label} {self.at_text}"
+        return base + (f" — older than its schedule ({self.rule})" if self.stale else f" — expected: {self.rule}"
+                       if self.rule else "")
 
 
 def _period(seconds: float) -> str:

@@ -80,7 +80,7 @@ def smile(vol: dict, expiry: str) -> go.Figure:
         return smiles_all(vol)
     s = next((x for x in smiles if x["expiry"] == expiry), smiles[0])
     fig = go.Figure()
-    iv, bid, ask = s["iv_mark"], s["iv_bid"], s["iv_ask"]
+    iv, bid, ask = s["mark_iv"], s["iv_bid"], s["iv_ask"]
     plus = [None if a is None or m is None else round(100 * (a - m), 3) for a, m in zip(ask, iv)]
     minus = [None if b is None or m is None else round(100 * (m - b), 3) for b, m in zip(bid, iv)]
     fig.add_trace(go.Scatter(
@@ -109,7 +109,7 @@ def smiles_all(vol: dict) -> go.Figure:
     for i, s in enumerate(smiles):
         color = COLORWAY[i % len(COLORWAY)]
         label = f"{s['expiry']} ({s['days']:.0f} d)" if s["days"] >= 1 else f"{s['expiry']} ({s['days'] * 24:.0f} h)"
-        fig.add_trace(go.Scatter(x=s["k"], y=_pct(s["iv_mark"]), mode="markers", name=label, legendgroup=s["expiry"],
+        fig.add_trace(go.Scatter(x=s["k"], y=_pct(s["mark_iv"]), mode="markers", name=label, legendgroup=s["expiry"],
                                  marker={"size": 5, "color": color}, customdata=s["strike_usd"],
                                  hovertemplate=f"{s['expiry']} K %{{customdata:,.0f}}<br>mark IV %{{y:.2f}}%<extra></extra>"))
         if s["fit_k"]:
@@ -178,10 +178,8 @@ def surface3d(vol: dict) -> go.Figure:
         return empty("no SVI surface: run `qortcli surface`")
     fig = go.Figure()
     fig.add_trace(go.Surface(x=grid["z"], y=grid["days"], z=[_pct(row) for row in grid["iv"]], name="SVI surface",
-                             showscale=False, opacity=0.9, colorscale=[[0, PRIMARY], [0.5, SECONDARY], [1, "#F0ABFC"]],
-                             hovertemplate="z %{x:.2f} σ · %{y:.1f} d<br>SVI %{z:.2f}%<extra></extra>",
-                             contours={"x": {"show": True, "color": "#1F1B24", "width": 1, "start": -4, "end": 4, "size": 1},
-                                       "z": {"show": False}}))
+                             showscale=False, colorscale=[[0, PRIMARY], [0.5, SECONDARY], [1, "#F0ABFC"]],
+                             hovertemplate="z %{x:.2f} σ · %{y:.1f} d<br>SVI %{z:.2f}%<extra></extra>"))
     fig.add_trace(go.Scatter3d(x=grid["marks_z"], y=grid["marks_days"], z=_pct(grid["marks_iv"]), mode="markers",
                                name="mark IV (OTM quotes)", marker={"size": 2.4, "color": WARN},
                                hovertemplate="z %{x:.2f} σ · %{y:.1f} d<br>mark %{z:.2f}%<extra></extra>"))
@@ -253,7 +251,7 @@ def _aligned(lo: float, hi: float, others: list[float]) -> list[float]:
         scale = max(scale, max(vals) / hi)
     if lo < 0:
         scale = max(scale, min(vals) / lo)
-    scale = scale or 1.0
+    scale = 1.04 * (scale or 1.0)
     return [lo * scale, hi * scale]
 
 

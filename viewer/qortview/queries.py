@@ -169,6 +169,11 @@ def _run(run: read.RunRecord | None) -> dict | None:
             "counts": counts}
 
 
+SUMMARY_CARD_FIELDS = ("index_usd", "atm_iv_30d_marks", "atm_iv_30d_svi", "vs_vol_30d_svi", "rr25_30d_marks",
+                       "rr25_30d_svi", "bf25_30d_marks", "term_slope_marks", "pcr_oi", "max_pain_coin_payoff_usd",
+                       "gamma_flip_usd_marks", "n_options", "n_expiries", "oi_calls_coin", "oi_puts_coin")
+
+
 def _currency_card(db, cur: str) -> dict:
     info = read.latest_snapshot(db, cur)
     summary = read.latest_summary(db, cur)
@@ -177,11 +182,8 @@ def _currency_card(db, cur: str) -> dict:
             "priced": num(get(info.priced, "count")) if isinstance(info.priced, dict) else None,
             "summary_snapshot_id": None, "summary_timestamp": None}
     if summary:
-        card.update(summary_snapshot_id=summary.get("snapshot_id"), summary_timestamp=iso(summary.get("timestamp")),
-                    **{k: num(summary.get(k)) for k in (
-                        "index_usd", "atm_iv_30d_marks", "atm_iv_30d_svi", "vs_vol_30d_svi", "rr25_30d_marks",
-                        "rr25_30d_svi", "bf25_30d_marks", "term_slope_marks", "pcr_oi", "max_pain_coin_payoff_usd",
-                        "gamma_flip_usd_marks", "n_options", "n_expiries", "oi_calls_coin", "oi_puts_coin")})
+        card = {**card, "summary_snapshot_id": summary.get("snapshot_id"), "summary_timestamp": iso(summary.get("timestamp")),
+                **{k: num(summary.get(k)) for k in SUMMARY_CARD_FIELDS}}
     return card
 
 
@@ -211,7 +213,7 @@ def overview(db) -> dict:
 # --------------------------------------------------------------------------------------------- chain
 
 SIDE_COLUMNS = ("instrument", "bid_coin", "ask_coin", "mark_coin", "bid_usd", "ask_usd", "mark_usd", "iv_bid",
-                "iv_mark", "iv_ask", "delta", "gamma", "vega", "theta", "oi_coin", "volume_coin", "live_age_s")
+                "mark_iv", "iv_ask", "delta", "gamma", "vega", "theta", "oi_coin", "volume_coin", "live_age_s")
 
 
 def _greek(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -250,7 +252,7 @@ def _live_overlay(db, cur: str, group: pd.DataFrame, now: datetime) -> tuple[pd.
 
 def chain_page(db, currency: str | None = None, expiry: str | None = None, now: datetime | None = None) -> dict:
     """One expiry of the latest chain of `currency`: every strike with its call and its put (bid/ask/mark in
-    coin and spot-USD, bid/mark/ask IV, delta, gamma per USD, vega USD per vol point, theta USD per day, OI and
+    coin and spot-USD, Deribit's mark IV with the bid/ask IVs of `price`, delta, gamma per USD, vega USD per vol point, theta USD per day, OI and
     24 h volume in contracts), columnar (`rows[column]` lists, strike ascending); live marks and greeks over the
     snapshot's where the stream writes this currency. `expiry` a Deribit code (default: nearest 30 days)."""
     currencies = read.currencies(db)
@@ -334,7 +336,7 @@ def _smiles(frame: pd.DataFrame, surface: dict | None, dpy: float) -> tuple[list
         g, k = g.iloc[order], k[order]
         t = float(g["t_years"].iloc[0])
         smile = {"expiry": code, "expiry_date": iso(expiry), "days": t * dpy, "t_years": t, "forward_usd": forward,
-                 "strike_usd": column(g["strike_usd"], 10), "k": column(k), "iv_mark": column(g["mark_iv"]),
+                 "strike_usd": column(g["strike_usd"], 10), "k": column(k), "mark_iv": column(g["mark_iv"]),
                  "iv_bid": column(g["iv_bid"]), "iv_ask": column(g["iv_ask"]), "delta": column(_greek(g, "delta"), 4),
                  "fit_k": [], "fit_iv": [], "fit_rmse_vol_points": None, "fit_flags": []}
         sl = fits.get(sm.expiry_key(expiry))
@@ -344,8 +346,8 @@ def _smiles(frame: pd.DataFrame, surface: dict | None, dpy: float) -> tuple[list
             kk = np.linspace(float(k[0]), float(k[-1]), SMILE_FIT_POINTS)
             w = svi_total_variance(kk, *(params[n] for n in PARAM_NAMES))
             ok = w > 0
-            smile.update(fit_k=column(kk[ok]), fit_iv=column(np.sqrt(w[ok] / t_fit)),
-                         fit_rmse_vol_points=num(sl.get("rmse_vol_points")), fit_flags=list(sl.get("flags") or []))
+            smile = {**smile, "fit_k": column(kk[ok]), "fit_iv": column(np.sqrt(w[ok] / t_fit)),
+                     "fit_rmse_vol_points": num(sl.get("rmse_vol_points")), "fit_flags": list(sl.get("flags") or [])}
             fitted.append((t * dpy, t_fit, params, float(k[0]), float(k[-1]), len(out)))
         out.append(smile)
     return out, fitted
@@ -376,7 +378,7 @@ def _surface_grid(smiles: list[dict], fitted: list[tuple], n_z: int = 41, z_cap:
         inside = (pz >= z_lo) & (pz <= z_hi)
         mz += column(pz[inside], 5)
         md += [round(days, 4)] * int(inside.sum())
-        miv += [v for v, keep in zip(pts["iv_mark"], inside) if keep]
+        miv += [v for v, keep in zip(pts["mark_iv"], inside) if keep]
     return {"z": column(z, 5), "days": column([r[0] for r in rows], 5), "expiries": [smiles[r[5]]["expiry"] for r in rows],
             "iv": grid, "marks_z": mz, "marks_days": md, "marks_iv": miv}
 

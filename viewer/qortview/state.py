@@ -24,7 +24,7 @@ from qortview import queries
 
 CHAIN_RANGES = ["ATM ±10 strikes", "ATM ±20 strikes", "80–125 % of forward", "all strikes"]
 DEFAULT_RANGE = "ATM ±20 strikes"
-LIVE_POLL_MS = 1000
+LIVE_POLL_MS = 500            # the chain's poll of the live stamp while the stream writes its currency
 #: after a load or a new selection: the chain's ATM row in the middle of its panel, and (on a narrow screen) the
 #: strike column in the middle of the sideways scroll
 CENTRE_CHAIN_JS = ("setTimeout(() => {const b = document.getElementById('chain-scroll'); if (!b) return;"
@@ -87,6 +87,17 @@ class Base(rx.State, mixin=True):
     _age_src: tuple = ()
     _checked: float = 0.0
 
+    def __setattr__(self, name: str, value) -> None:
+        """An assignment of the value a var already holds is skipped: Reflex would send it to the browser again
+        (this keeps a page that refetches by itself, e.g. on a timer, from resending unchanged data)."""
+        if not name.startswith("_") and name in type(self).base_vars:
+            try:
+                if getattr(self, name) == value:
+                    return
+            except Exception:  # values without a plain equality (arrays): assign
+                pass
+        super().__setattr__(name, value)
+
     # -- to override
     def _selection(self) -> dict:
         return {}
@@ -104,16 +115,15 @@ class Base(rx.State, mixin=True):
             if getattr(self, name) != value:
                 setattr(self, name, value)
 
-    def _refresh_ages(self) -> None:
-        rows = _age_rows(self._age_src)
-        if rows != list(self.ages):
-            self.ages = rows
+    def _on_time(self) -> None:
+        """What changes with the clock alone (no new data): the ages' stale flags."""
+        self.ages = _age_rows(self._age_src)      # assigned only if a flag changed (see __setattr__)
 
     async def _refresh(self, force: bool = True) -> None:
         res = await db.load(self.PAGE, self._selection(), None if force else self._version)
         self._checked = time.monotonic()
         if res.status == "same":
-            self._refresh_ages()
+            self._on_time()
             return
         if res.status == "error":
             self._put(error=res.error, loaded=True, store=db.describe())
@@ -127,7 +137,7 @@ class Base(rx.State, mixin=True):
             self.load_ms = int(round(res.ms))
             self.version_short = res.digest[:10]
         self._put(error="", load_note=res.note, loaded=True, store=db.describe())
-        self._refresh_ages()
+        self._on_time()
 
     def _done(self, error: str, ms: float) -> None:
         """For a page that fetches by itself (`db.run`): record the load's error and time."""
@@ -177,6 +187,7 @@ class OverviewState(Base, rx.State):
     runs: list[Row] = []
     jobs: list[Row] = []
     counts: list[Row] = []
+    _jobs: tuple = ()
     has_options: bool = False
     prices_line: str = ""
     empty_options: str = queries.NO_CHAIN
@@ -199,18 +210,8 @@ class OverviewState(Base, rx.State):
                 summary_note=lag))
         self.cards = cards
         self.has_options = bool(cards)
-        now = None
-        jobs = []
-        for j in data["jobs"]:
-            last = j["last"] or {}
-            a = age_rules.age(j["job"], last.get("ended") or last.get("started"), j["job"], now)
-            tone = last.get("status") or "empty"
-            if a.stale and tone == "ok":
-                tone = "stale"
-            jobs.append(Row(j["job"], j["rule"], last.get("status") or "never run", a.at_text,
-                            f.duration(a.seconds) if a.at else f.DASH,
-                            "older than its schedule" if a.stale else "", last.get("error") or "", tone=tone))
-        self.jobs = jobs
+        self._jobs = tuple(data["jobs"])
+        self._job_rows()
         self.runs = [Row(r["step"], r["status"], f.text(r["started"])[:19].replace("T", " "),
                          f.DASH if r["seconds"] is None else f"{r['seconds']:.1f} s", r["trigger"] + (f" · {r['job']}" if r["job"] else ""),
                          r["counts"], r["error"], tone=r["status"]) for r in data["runs"]]
@@ -219,6 +220,23 @@ class OverviewState(Base, rx.State):
         syms = data["price_symbols"]
         self.prices_line = (f"daily prices: {len(syms)} assets ({', '.join(syms[:12])}{'…' if len(syms) > 12 else ''}), "
                             f"last day {data['price_day']}" if syms else queries.empty_hint("price_data"))
+
+    def _job_rows(self) -> None:
+        """Each job's last run and whether it is older than its schedule (re-evaluated on every refresh tick)."""
+        jobs = []
+        for j in self._jobs:
+            last = j["last"] or {}
+            a = age_rules.age(j["job"], last.get("ended") or last.get("started"), j["job"])
+            tone = last.get("status") or "empty"
+            if a.stale and tone == "ok":
+                tone = "stale"
+            jobs.append(Row(j["job"], j["rule"], last.get("status") or "never run", a.at_text, a.iso,
+                            "older than its schedule" if a.stale else "", last.get("error") or "", tone=tone))
+        self.jobs = jobs
+
+    def _on_time(self) -> None:
+        super()._on_time()
+        self._job_rows()
 
     def _ages(self, data: dict) -> list[tuple]:
         out = [(f"{c['currency']} chain", c["timestamp"], "chain") for c in data["currencies"]]
@@ -268,12 +286,10 @@ class ChainRow:
 
 
 #: sort keys of the chain's columns → the data column they sort by
-SORT_COLUMNS = {"strike": "strike_usd"}
-for _side in ("call", "put"):
-    _p = _side[0]
-    SORT_COLUMNS.update({f"{_p}_oi": f"{_side}_oi_coin", f"{_p}_theta": f"{_side}_theta", f"{_p}_vega": f"{_side}_vega",
-                         f"{_p}_gamma": f"{_side}_gamma", f"{_p}_delta": f"{_side}_delta", f"{_p}_iv_ba": f"{_side}_iv_bid",
-                         f"{_p}_iv": f"{_side}_iv_mark", f"{_p}_ba": f"{_side}_bid_coin", f"{_p}_mark": f"{_side}_mark_coin"})
+SORT_COLUMNS = {"strike": "strike_usd",
+                **{f"{side[0]}_{key}": f"{side}_{column}" for side in ("call", "put")
+                   for key, column in (("oi", "oi_coin"), ("theta", "theta"), ("vega", "vega"), ("gamma", "gamma"),
+                                       ("delta", "delta"), ("iv", "mark_iv"), ("ba", "bid_coin"), ("mark", "mark_coin"))}}
 
 
 def _pair(a, b, fn) -> str:
@@ -317,7 +333,7 @@ def chain_rows(rows: dict, forward, atm_strike, choice: str, sort_key: str, desc
                     f"{p}_gamma": f.number(g("gamma") / 10 ** gamma_exp, 2) if g("gamma") is not None else f.DASH,
                     f"{p}_delta": f.signed(g("delta"), 3),
                     f"{p}_iv_ba": _pair(g("iv_bid"), g("iv_ask"), lambda x: f.number(100 * x, 1) if x is not None else f.DASH),
-                    f"{p}_iv": f.pct(g("iv_mark"), 1), f"{p}_ba": _pair(g("bid_coin"), g("ask_coin"), f.coin),
+                    f"{p}_iv": f.pct(g("mark_iv"), 1), f"{p}_ba": _pair(g("bid_coin"), g("ask_coin"), f.coin),
                     f"{p}_ba_usd": _pair(g("bid_usd"), g("ask_usd"), f.usd0), f"{p}_mark": f.coin(g("mark_coin")),
                     f"{p}_mark_usd": f.usd0(g("mark_usd")), f"{p}_live": g("live_age_s") is not None}
 

@@ -1,16 +1,20 @@
 """The viewer's pages: one module each, listed once in `REGISTRY` (menu order).
 
 A page module exposes `page() -> rx.Component` and its state class (default attribute `STATE`), whose `load`
-event is the page's on_load. Adding a page is one line here, e.g. for the History page:
+event is the page's on_load. Adding a page is one line here, e.g.
 
-    PageSpec("/history", "History", "qortview.pages.history"),
+    PageSpec("/history", "History", "qortview.pages.history", state="HistoryState"),
 
+`optional=True` pages (the History page of `qortcli vol`, the stream's separate live page) are registered when
+their module is present and skipped otherwise. A state mixing in `qortview.state.Base` with `PAGE` set gets the
+load-once / refresh-only-what-changed protocol; one with its own `load`/`tick` keeps them.
 `register(app)` fills the menus (`components.NAV`) first, then adds every page to the app.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 
 import reflex as rx
@@ -26,6 +30,7 @@ class PageSpec:
     label: str
     module: str
     state: str = "STATE"
+    optional: bool = False
 
     @property
     def title(self) -> str:
@@ -40,12 +45,24 @@ REGISTRY: list[PageSpec] = [
     PageSpec("/book", "Book", "qortview.pages.book"),
     PageSpec("/portfolio", "Portfolio", "qortview.pages.portfolio"),
     PageSpec("/suggestions", "Suggestions", "qortview.pages.suggestions"),
+    PageSpec("/history", "History", "qortview.pages.history", state="HistoryState", optional=True),
+    PageSpec("/live", "Live chain", "qortview.pages.live", state="LiveState", optional=True),
 ]
+
+
+def available(specs: list[PageSpec] | None = None) -> list[PageSpec]:
+    """The specs whose module is present (an optional page's missing module is skipped)."""
+    out = []
+    for spec in REGISTRY if specs is None else specs:
+        if spec.optional and importlib.util.find_spec(spec.module) is None:
+            continue
+        out.append(spec)
+    return out
 
 
 def register(app: rx.App, specs: list[PageSpec] | None = None) -> None:
     """Add the pages of `specs` (default REGISTRY) to `app`, with their menu entries."""
-    specs = REGISTRY if specs is None else specs
+    specs = available(specs)
     components.NAV[:] = [(s.label, s.route) for s in specs]
     for spec in specs:
         module = importlib.import_module(spec.module)

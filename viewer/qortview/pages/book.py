@@ -16,6 +16,7 @@ from qortview.components import grid, layout, note, notice, panel, plot, row, se
 from qortview.state import Base, Row
 
 HORIZON_LABELS = {0.0: "now"}
+WORST_NAMES = {"pnl_coin": "P/L (coin)", "pnl_usd": "P/L (USD)", "value_change_usd": "USD value change"}
 
 
 def _horizon_label(days: float) -> str:
@@ -79,7 +80,7 @@ class BookState(Base, rx.State):
         self.expiries = [Row(e["expiry_code"], str(e["positions"]), f.coin(e["value_coin"]), f.coin(e["pnl_coin"]),
                              f.number(e["delta"], 3), f.sci(e["gamma"]), f.number(e["vega"], 2), f.number(e["theta"], 2))
                          for e in page["by_expiry"]]
-        self.worst = [Row(k, f.coin(w["value"]) if k == "pnl_coin" else f.usd0(w["value"]), _horizon_label(w["horizon_days"]),
+        self.worst = [Row(WORST_NAMES.get(k, k), f.coin(w["value"]) if k == "pnl_coin" else f.usd0(w["value"]), _horizon_label(w["horizon_days"]),
                           f.vol_pts(w["vol_shift"], 0), f.pct(w["spot_move"], 0), f.usd0(w["spot_usd"]))
                       for k, w in page["worst"].items()]
         self.notes = page["notes"]

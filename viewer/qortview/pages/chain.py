@@ -6,7 +6,7 @@ scrolls. Live marks and greeks from the stream replace the snapshot's within a s
 import reflex as rx
 
 from qortview.components import layout, note, notice, panel, row, selector, stack, stat
-from qortview.state import ChainRow, ChainState as S
+from qortview.state import LIVE_POLL_MS, ChainRow, ChainState as S
 
 STATE = S
 
@@ -60,7 +60,7 @@ def page() -> rx.Component:
                                 *[_head(*c) for c in PUT_COLUMNS]))
     return layout(
         S, "Options chain",
-        rx.cond(S.live_on, rx.moment(interval=1000, on_change=S.live_tick, display="none")),
+        rx.cond(S.live_on, rx.moment(interval=LIVE_POLL_MS, on_change=S.live_tick, display="none")),
         rx.cond(S.empty != "", notice(S.empty),
                 stack(
                     row(stat("Forward", S.forward, "the expiry's, median of its rows"), stat("Spot (index)", S.spot),

@@ -4,8 +4,8 @@ the store's contents."""
 
 import reflex as rx
 
-from qortview.components import grid, layout, notice, panel, row, stack, stat, table
-from qortview.state import Card, OverviewState as S
+from qortview.components import grid, layout, notice, panel, row, stack, stat, table, tone_class
+from qortview.state import Card, OverviewState as S, Row
 
 STATE = S
 
@@ -29,15 +29,26 @@ def currency_card(c: Card) -> rx.Component:
     )
 
 
+def _job_row(r: Row) -> rx.Component:
+    return rx.el.tr(rx.el.td(r.c0), rx.el.td(r.c1), rx.el.td(rx.el.span(r.c2, class_name=tone_class(r.tone))),
+                    rx.el.td(r.c3), rx.el.td(rx.cond(r.c4 != "", rx.moment(date=r.c4, from_now=True, interval=30000), "—")),
+                    rx.el.td(rx.el.span(r.c5, class_name="tone-stale")), rx.el.td(r.c6, class_name="wrap"))
+
+
+def jobs_table() -> rx.Component:
+    heads = ["job", "schedule", "last status", "last run (UTC)", "age", "", "error"]
+    return rx.el.div(rx.el.table(rx.el.thead(rx.el.tr(*[rx.el.th(h) for h in heads])),
+                                 rx.el.tbody(rx.foreach(S.jobs, _job_row)), class_name="qv-table", id="jobs-table"),
+                     class_name="qv-scroll")
+
+
 def page() -> rx.Component:
     return layout(
         S, "Overview",
         stack(
             rx.cond(S.has_options, rx.el.div(rx.foreach(S.cards, currency_card), class_name="qv-cards", id="overview-cards"),
                     rx.cond(S.loaded, notice(S.empty_options), rx.el.p("loading…", class_name="qv-note"))),
-            panel(table(["job", "schedule", "last status", "last run (UTC)", "age", "", "error"], S.jobs, 7, toned=2,
-                        wrap=(6,), id="jobs-table"),
-                  title="Jobs", sub="each scheduled job's last run; amber when older than its schedule"),
+            panel(jobs_table(), title="Jobs", sub="each scheduled job's last run; amber when older than its schedule"),
             grid(
                 panel(table(["step", "status", "started (UTC)", "took", "trigger", "counts", "error"], S.runs, 7, toned=1,
                             wrap=(5, 6), id="runs-table"), title="Recent runs"),
