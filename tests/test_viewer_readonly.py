@@ -129,8 +129,11 @@ def test_viewer_package_has_no_write_calls():
     assert len(files) >= 8, f"viewer sources not found under {VIEWER}"
     offenders = {str(f.relative_to(VIEWER)): calls for f in files if (calls := write_calls(f.read_text()))}
     assert offenders == {}
-    # the only store entry point is the read-only handle
+    # the only store entry point: the engine opened read-only, behind the read-only wrapper (qortview/db.py)
     text = "\n".join(f.read_text() for f in files)
-    assert "open_readonly" in text
-    assert "store.connect" not in text and "from qortcli.store import connect" not in text
+    assert "ReadOnlyDatabase(connect(" in (VIEWER / "qortview" / "db.py").read_text()
+    calls = [node for f in files for node in ast.walk(ast.parse(f.read_text())) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", getattr(node.func, "attr", "")) == "connect"]
+    assert len(calls) == 1 and any(k.arg == "read_only" and getattr(k.value, "value", None) is True
+                                   for k in calls[0].keywords)
     assert "qortcli.steps" not in text
