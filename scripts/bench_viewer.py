@@ -35,10 +35,13 @@ DATA_TARGET_S, CHARTS_TARGET_S, IDLE_TARGET_B = 2.0, 3.0, 200
 REFRESH_S = 2.0
 
 
+ONLY: list[str] = []
+
+
 def routes() -> list[str]:
     from qortview import pages
 
-    return [s.route for s in pages.available()]
+    return [s.route for s in pages.available() if not ONLY or s.route in ONLY]
 
 
 def build_store28(folder: Path) -> Path:
@@ -98,7 +101,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--width", type=int, default=1440)
     parser.add_argument("--height", type=int, default=900)
+    parser.add_argument("--pages", default="", help="only these routes, comma-separated (e.g. /,/volatility)")
     args = parser.parse_args(argv)
+    ONLY[:] = [r.strip() for r in args.pages.split(",") if r.strip()]
     reason = vh.missing_piece()
     if reason:
         print(f"bench viewer: cannot drive the viewer here: {reason}")

@@ -377,3 +377,22 @@ def test_sigterm_stops_the_server_and_its_workers_within_5_s(served):
     served["stopped"] = gone
     assert gone is not None, f"processes left after SIGTERM: {served['server'].group_alive()}"
     _log(f"SIGTERM: server and workers gone in {gone:.2f} s")
+
+
+def test_a_missing_store_is_a_clear_line_not_a_page_loading_forever(browser, served, tmp_path):
+    """(after the SIGTERM test: the module's server is stopped) A server on a store path that does not exist."""
+    missing = tmp_path / "no-store-here"
+    server = vh.Server(str(missing), refresh_s=REFRESH_S, log_path=ARTIFACTS / "viewer-server-missing.log")
+    try:
+        server.wait_ready()
+        for route in ("/", "/volatility"):
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = context.new_page()
+            page.goto(server.url + route, timeout=TIMEOUT_MS)
+            page.wait_for_selector("#error", timeout=TIMEOUT_MS)
+            assert f"no store at {missing}" in page.inner_text("#error")
+            assert "loading" not in page.inner_text("#load-status")
+            context.close()
+        assert not missing.exists()                     # the viewer created nothing
+    finally:
+        server.stop()

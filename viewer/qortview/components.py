@@ -152,20 +152,28 @@ def _figure(fig):
     return fig.to(go.Figure) if isinstance(fig, rx.Var) else fig
 
 
-def plot(fig, **props) -> rx.Component:
-    """A 2D plotly figure filling its container's width (resizes with it); plotly's cartesian bundle only
-    (scatter, bar, heatmap: a third of the full library's download)."""
-    return rx.box(rx.plotly.cartesian(data=_figure(fig), template=None, use_resize_handler=True, width="100%", config=PLOT_CONFIG,
-                                      **props),
-                  class_name="qv-plot")
+BUNDLES = {"cartesian": "cartesian", "gl3d": "gl3d"}
 
 
-def plot3d(fig, **props) -> rx.Component:
-    """A 3D plotly figure (surface, scatter3d) with plotly's gl3d bundle, in a box whose height follows its width
-    (the scene keeps its proportions, and its labels, on a phone)."""
-    return rx.box(rx.plotly.gl3d(data=_figure(fig), template=None, use_resize_handler=True, width="100%", height="100%",
-                                 config=PLOT_CONFIG, **props),
-                  class_name="qv-plot qv-plot3d")
+def plot(fig, ready=None, bundle: str = "cartesian", **props) -> rx.Component:
+    """A plotly figure filling its container's width (resizes with it). `bundle`: plotly's partial build the page
+    loads — "cartesian" (scatter, bar, heatmap: a third of the full library) or "gl3d" (3D traces plus scatter, for a
+    page with a 3D chart: one bundle instead of two). `ready` (a state var): mount the chart only once the page's
+    data is in, so the library's download and parse never delay the data."""
+    component = getattr(rx.plotly, BUNDLES[bundle])
+    chart = component(data=_figure(fig), template=None, use_resize_handler=True, width="100%", config=PLOT_CONFIG,
+                      **props)
+    body = rx.cond(ready, chart, rx.fragment()) if ready is not None else chart
+    return rx.box(body, class_name="qv-plot")
+
+
+def plot3d(fig, ready=None, **props) -> rx.Component:
+    """A 3D plotly figure (surface, scatter3d) in a box whose height follows its width (the scene keeps its
+    proportions, and its labels, on a phone)."""
+    chart = rx.plotly.gl3d(data=_figure(fig), template=None, use_resize_handler=True, width="100%", height="100%",
+                           config=PLOT_CONFIG, **props)
+    body = rx.cond(ready, chart, rx.fragment()) if ready is not None else chart
+    return rx.box(body, class_name="qv-plot qv-plot3d")
 
 
 def selector(items, value, on_change, id: str) -> rx.Component:

@@ -153,20 +153,29 @@ def term_structure(vol: dict) -> go.Figure:
 
 
 def skew(vol: dict) -> go.Figure:
-    """RR25 and BF25 per expiry in vol points: marks as bars, SVI as markers."""
+    """RR25 and BF25 per expiry in vol points against days to expiry: marks as lines with points, SVI as open
+    markers (scatter only: the page draws it with plotly's 3D bundle, which has no bar trace)."""
     term = [t for t in vol.get("term") or [] if t.get("rr25_marks") is not None or t.get("rr25_svi") is not None]
     if not term:
         return empty("no 25-delta quotes")
-    x = [t["expiry"] for t in term]
+    x = [t["days"] for t in term]
+    codes = [t["expiry"] for t in term]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=_pct(t.get("rr25_marks") for t in term), name="RR25 marks (25Δ call − put)",
-                         marker_color=SECONDARY))
-    fig.add_trace(go.Bar(x=x, y=_pct(t.get("bf25_marks") for t in term), name="BF25 marks", marker_color="#60A5FA"))
-    fig.add_trace(go.Scatter(x=x, y=_pct(t.get("rr25_svi") for t in term), mode="markers", name="RR25 SVI",
-                             marker={"symbol": "diamond", "size": 9, "color": "#F0ABFC"}))
-    fig.add_trace(go.Scatter(x=x, y=_pct(t.get("bf25_svi") for t in term), mode="markers", name="BF25 SVI",
-                             marker={"symbol": "circle-open", "size": 9, "color": WARN, "line": {"width": 2}}))
-    return _layout(fig, height=360, uirevision=f"skew-{vol.get('currency')}", barmode="group", yaxis_title="vol points",
+    for name, key, color, dash in (("RR25 marks (25Δ call − put)", "rr25_marks", SECONDARY, None),
+                                   ("BF25 marks", "bf25_marks", "#60A5FA", None)):
+        fig.add_trace(go.Scatter(x=x, y=_pct(t.get(key) for t in term), mode="lines+markers", name=name, text=codes,
+                                 line={"color": color, "width": 2.5, "dash": dash}, marker={"size": 7},
+                                 hovertemplate="%{text}: %{y:+.2f} pts<extra>" + name + "</extra>"))
+    for name, key, color, symbol in (("RR25 SVI", "rr25_svi", "#F0ABFC", "diamond-open"),
+                                     ("BF25 SVI", "bf25_svi", WARN, "circle-open")):
+        fig.add_trace(go.Scatter(x=x, y=_pct(t.get(key) for t in term), mode="markers", name=name, text=codes,
+                                 marker={"symbol": symbol, "size": 10, "color": color, "line": {"width": 2}},
+                                 hovertemplate="%{text}: %{y:+.2f} pts<extra>" + name + "</extra>"))
+    fig.add_hline(y=0, line={"color": "#6B6475", "width": 1})
+    ticks = _log_ticks(min(x), max(x))
+    return _layout(fig, height=360, uirevision=f"skew-{vol.get('currency')}", yaxis_title="vol points",
+                   xaxis={"type": "log", "title": {"text": "days to expiry (log scale)"}, "tickvals": ticks,
+                          "ticktext": [f"{t:g}" for t in ticks]},
                    legend={"orientation": "h", "y": -0.28, "x": 0}, margin={"l": 56, "r": 16, "t": 12, "b": 56})
 
 
@@ -185,8 +194,10 @@ def surface3d(vol: dict) -> go.Figure:
                                hovertemplate="z %{x:.2f} σ · %{y:.1f} d<br>mark %{z:.2f}%<extra></extra>"))
     days = [d for d in grid["days"] if d and d > 0]
     ticks = _log_ticks(min(days), max(days))
-    axis = {"backgroundcolor": BACKGROUND, "gridcolor": GRID, "showbackground": True, "color": TEXT,
-            "title": {"font": {"size": 12}}}
+    # few ticks and no spikes: the scene's labels are WebGL text, the costliest part of drawing it
+    axis = {"backgroundcolor": BACKGROUND, "gridcolor": GRID, "showbackground": True, "color": TEXT, "nticks": 6,
+            "showspikes": False, "title": {"font": {"size": 12}}}
+    ticks = [t for t in ticks if t in (0.5, 1, 7, 30, 90, 365)] or ticks
     fig = _layout(fig, height=None, uirevision=f"surface-{vol.get('currency')}", margin={"l": 0, "r": 0, "t": 0, "b": 0},
                   legend={"orientation": "h", "y": 0.02, "x": 0.01, "bgcolor": "rgba(0,0,0,0)"})
     fig.update_layout(scene={

@@ -96,10 +96,10 @@ def page() -> rx.Component:
                         stat("Gamma flip", S.flip, "net GEX changes sign"),
                         stat("Net GEX", S.gex_net, "USD per 1 %")),
                     rx.el.div(note(S.info), note(S.note), note(S.change)),
-                    panel(plot(S.oi_fig, id="market-oi-plot"), title=S.oi_title,
+                    panel(plot(S.oi_fig, S.loaded, id="market-oi-plot"), title=S.oi_title,
                           sub="contracts (1 = 1 coin): calls up, puts below zero; spot, forward, max pains and the gamma "
                               "flip marked"),
-                    panel(plot(S.gex_fig, id="market-gex-plot"), title="Dealer gamma exposure",
+                    panel(plot(S.gex_fig, S.loaded, id="market-gex-plot"), title="Dealer gamma exposure",
                           sub="USD per 1 % spot move, repriced across spot from marks (sticky strike); bars: by strike at spot"),
                     panel(table(["expiry", "days", "move (straddle)", "move USD", "1σ range (ATM IV)", "ATM IV",
                                  "P/C OI", "max pain"], S.moves, 8, numeric=(1, 2, 3, 5, 6, 7), id="market-moves"),

@@ -19,11 +19,11 @@ def page() -> rx.Component:
                 stack(
                     note(S.title, id="portfolio-title"),
                     rx.cond(S.params_line != "", note(S.params_line)),
-                    grid(panel(plot(S.asset_fig, id="asset-plot"), title="Weights by asset",
+                    grid(panel(plot(S.asset_fig, S.loaded, id="asset-plot"), title="Weights by asset",
                                sub="the final weights, fitted on the whole window (in sample)"),
-                         panel(plot(S.sector_fig, id="sector-plot"), title="Weights by sector",
+                         panel(plot(S.sector_fig, S.loaded, id="sector-plot"), title="Weights by sector",
                                sub="the final weights summed per sector (in sample)")),
-                    panel(plot(S.equity_fig, id="equity-plot"), title="Backtest: growth of 1 against equal weight",
+                    panel(plot(S.equity_fig, S.loaded, id="equity-plot"), title="Backtest: growth of 1 against equal weight",
                           sub=S.equity_label),
                     grid(
                         panel(rx.cond(S.has_oos,

@@ -34,7 +34,7 @@ def card(c: Suggestion, i) -> rx.Component:
                   kv("Max profit", c.max_profit), kv("Max loss", c.max_loss), kv("Breakevens (USD)", c.breakevens),
                   kv("Net Δ", c.delta), kv("Net vega (spot USD)", c.vega), kv("Net θ (spot USD)", c.theta),
                   class_name="qv-kv"),
-        plot(S.payoff_figs[i]),
+        plot(S.payoff_figs[i], S.loaded),
         note("track: ", c.track),
         note("suggested on ", c.snapshot),
         class_name="suggestion-card",

@@ -23,22 +23,22 @@ def page() -> rx.Component:
                     rx.el.div(note(S.info), rx.cond(S.fit_line != "", note(S.fit_line, id="fit-line")),
                               rx.cond(S.calendar_line != "", note(S.calendar_line, id="calendar-line")),
                               note(S.summary_note)),
-                    panel(plot3d(S.surface_fig, id="surface-plot"), title="Implied volatility surface (SVI)",
+                    panel(plot3d(S.surface_fig, S.loaded, id="surface-plot"), title="Implied volatility surface (SVI)",
                           sub="IV (%) over moneyness in ATM standard deviations, z = ln(K/F)/(σ_ATM√T) of the fit, and days "
                               "to expiry (log axis); each expiry drawn only over its quoted strikes; points: OTM mark IVs. "
                               "Drag to rotate — the view is kept on refresh."),
                     grid(
                         panel(row(rx.el.span("expiry", class_name="qv-note"),
                                   selector(S.smile_choices, S.smile_expiry, S.set_smile, "smile-select"), align_items="center"),
-                              plot(S.smile_fig, id="smile-plot"), note(S.smile_note, id="smile-note"),
+                              plot(S.smile_fig, S.loaded, "gl3d", id="smile-plot"), note(S.smile_note, id="smile-note"),
                               title="Smile", sub="OTM mark IVs with their bid–ask IV range (bars, from `qortcli price`) and "
                                                  "the SVI fit over the quoted strikes"),
-                        panel(plot(S.term_fig, id="term-plot"), title="ATM term structure",
+                        panel(plot(S.term_fig, S.loaded, "gl3d", id="term-plot"), title="ATM term structure",
                               sub="ATM IV per listed expiry from marks and SVI; diamonds: constant maturities (marks); "
                                   "star: 30-day variance-swap vol (SVI)"),
                     ),
                     grid(
-                        panel(plot(S.skew_fig, id="skew-plot"), title="25-delta risk reversal and butterfly",
+                        panel(plot(S.skew_fig, S.loaded, "gl3d", id="skew-plot"), title="25-delta risk reversal and butterfly",
                               sub="vol points; RR25 = σ(25Δ call) − σ(25Δ put), BF25 = mean of the wings − ATM"),
                         panel(table(["tenor", "ATM marks", "ATM SVI", "RR25 marks", "RR25 SVI", "BF25 marks", "BF25 SVI"],
                                     S.tenor_rows, 7, numeric=(1, 2, 3, 4, 5, 6), id="tenor-table"),
