@@ -283,3 +283,31 @@ def read_module():
     from qortcli.store import read
 
     return read
+
+
+def test_the_overview_lists_the_open_alerts(chain_store, tmp_path):
+    """Where the alerts module is present: the open episodes on the overview, and an acknowledgement (no step
+    run) moves the overview's version."""
+    try:
+        from qortview.alerts import open_alerts  # noqa: F401
+    except ImportError:
+        pytest.skip("ALERTS ON THE OVERVIEW NOT TESTED: qortview.alerts (the alerts branch) is not on this branch")
+    from qortcli.store import ops
+
+    path = tmp_path / "db"
+    shutil.copytree(chain_store, path)
+    writer = connect(str(path))
+    opened = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    alert = {"rule": "iv_rank_high", "subject": "BTC", "opened_at": opened, "last_seen_at": opened, "status": "open",
+             "kind": "iv_rank", "category": "market", "severity": "warning", "title": "BTC 30d IV rank 0.93 ≥ 0.9",
+             "latest": {"title": "BTC 30d IV rank 0.95 ≥ 0.9"}, "trigger": {"values": {}, "thresholds": {}}, "delivery": []}
+    ops.upsert_many(writer, schema.ALERTS, [alert])
+    ro = ReadOnlyDatabase(connect(str(path), read_only=True))
+    data = queries.overview(ro)
+    assert [a["rule"] for a in data["alerts"]] == ["iv_rank_high"] and data["alerts"][0]["latest_title"].endswith("0.95 ≥ 0.9")
+    before = queries.page_version(ro, "overview", {})
+    ops.upsert_many(writer, schema.ALERTS, [{**alert, "status": "acknowledged", "acknowledged_at": opened}])
+    assert queries.page_version(ro, "overview", {}) != before
+    assert queries.overview(ro)["alerts"][0]["acknowledged"] is True
+    writer.close()
+    ro.close()

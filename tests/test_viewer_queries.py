@@ -58,8 +58,12 @@ def store(tmp_path_factory):
     run_surface(db)
     portfolios = [run_optimize(db)["portfolio_id"], run_optimize(db, model="min-risk", by_sector=True,
                                                                  max_sector=0.6)["portfolio_id"]]
-    run_suggest(db, currency="BTC", strategies=["short_strangle", "iron_condor"], top=3)
-    run_suggest(db, currency="ETH", strategies=["long_straddle"], top=2)
+    import inspect
+
+    # recorded chains: expiries judged as of the snapshot's own time (where suggest has that option)
+    as_of = {"as_of_snapshot": True} if "as_of_snapshot" in inspect.signature(run_suggest).parameters else {}
+    run_suggest(db, currency="BTC", strategies=["short_strangle", "iron_condor"], top=3, **as_of)
+    run_suggest(db, currency="ETH", strategies=["long_straddle"], top=2, **as_of)
     run_book_import(db, FIXTURES / "positions_20260105.csv")
     run_risk(db)
     yield {"db": db, "ro": ReadOnlyDatabase(db), "path": root / "db", "portfolios": portfolios}

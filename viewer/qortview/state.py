@@ -187,6 +187,9 @@ class OverviewState(Base, rx.State):
     runs: list[Row] = []
     jobs: list[Row] = []
     counts: list[Row] = []
+    alerts: list[Row] = []
+    has_alerts: bool = False
+    alerts_line: str = ""
     _jobs: tuple = ()
     has_options: bool = False
     prices_line: str = ""
@@ -212,6 +215,15 @@ class OverviewState(Base, rx.State):
         self.has_options = bool(cards)
         self._jobs = tuple(data["jobs"])
         self._job_rows()
+        alerts = data.get("alerts")
+        self.has_alerts = alerts is not None
+        self.alerts = [Row(a.get("severity") or "", a.get("short_id") or a.get("id") or "", a.get("rule") or "",
+                           a.get("subject") or "", a.get("latest_title") or a.get("title") or "", a.get("opened_at") or "",
+                           "acknowledged" if a.get("acknowledged") else "open", a.get("delivery") or "",
+                           tone="failed" if a.get("severity") == "critical" else "running" if a.get("severity") == "warning"
+                           else "open") for a in alerts or []]
+        self.alerts_line = (f"{len(self.alerts)} open — acknowledge with `qortcli alerts ack ID`" if self.alerts
+                            else "no open alert")
         self.runs = [Row(r["step"], r["status"], f.text(r["started"])[:19].replace("T", " "),
                          f.DASH if r["seconds"] is None else f"{r['seconds']:.1f} s", r["trigger"] + (f" · {r['job']}" if r["job"] else ""),
                          r["counts"], r["error"], tone=r["status"]) for r in data["runs"]]

@@ -35,6 +35,23 @@ def _job_row(r: Row) -> rx.Component:
                     rx.el.td(rx.el.span(r.c5, class_name="tone-stale")), rx.el.td(r.c6, class_name="wrap"))
 
 
+def _alert_row(r: Row) -> rx.Component:
+    return rx.el.tr(rx.el.td(rx.el.span(r.c0, class_name=tone_class(r.tone))), rx.el.td(r.c1), rx.el.td(r.c2),
+                    rx.el.td(r.c3), rx.el.td(r.c4, class_name="wrap"),
+                    rx.el.td(rx.cond(r.c5 != "", rx.moment(date=r.c5, from_now=True, interval=30000), "—")),
+                    rx.el.td(r.c6), rx.el.td(r.c7))
+
+
+def alerts_panel() -> rx.Component:
+    heads = ["severity", "id", "rule", "subject", "reading", "opened", "status", "delivery"]
+    return panel(rx.el.p(S.alerts_line, class_name="qv-note", id="alerts-line"),
+                 rx.cond(S.alerts.length() > 0,
+                         rx.el.div(rx.el.table(rx.el.thead(rx.el.tr(*[rx.el.th(h) for h in heads])),
+                                               rx.el.tbody(rx.foreach(S.alerts, _alert_row)), class_name="qv-table",
+                                               id="alerts-table"), class_name="qv-scroll")),
+                 title="Alerts", sub="open episodes of the [alerts] rules, newest first")
+
+
 def jobs_table() -> rx.Component:
     heads = ["job", "schedule", "last status", "last run (UTC)", "age", "", "error"]
     return rx.el.div(rx.el.table(rx.el.thead(rx.el.tr(*[rx.el.th(h) for h in heads])),
@@ -48,6 +65,7 @@ def page() -> rx.Component:
         stack(
             rx.cond(S.has_options, rx.el.div(rx.foreach(S.cards, currency_card), class_name="qv-cards", id="overview-cards"),
                     rx.cond(S.loaded, notice(S.empty_options), rx.el.p("loading…", class_name="qv-note"))),
+            rx.cond(S.has_alerts, alerts_panel()),
             panel(jobs_table(), title="Jobs", sub="each scheduled job's last run; amber when older than its schedule"),
             grid(
                 panel(table(["step", "status", "started (UTC)", "took", "trigger", "counts", "error"], S.runs, 7, toned=1,
