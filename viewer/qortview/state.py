@@ -528,12 +528,13 @@ class VolState(Base, rx.State):
                               f"calendar: variance decreases between {', '.join(inside)} inside the quoted strikes" if inside else
                               f"calendar: clean within the quoted strikes ({outside} crossing{'s' if outside != 1 else ''} "
                               "only in the SVI wings beyond the quotes)" if outside else "calendar: clean")
+        pts = lambda x: f.signed(100 * x, 2) if x is not None else f.DASH  # noqa: E731  (vol points: in the header)
         self.term_rows = [Row(t["expiry"], f.days(t["days"]), f.usd0(t["forward_usd"]), f.pct(t["atm_iv_marks"]),
-                              f.pct(t["atm_iv_svi"]), f.vol_pts(t["rr25_marks"]), f.vol_pts(t["rr25_svi"]),
-                              f.vol_pts(t["bf25_marks"]), f.vol_pts(t["bf25_svi"])) for t in data["term"]]
+                              f.pct(t["atm_iv_svi"]), pts(t["rr25_marks"]), pts(t["rr25_svi"]), pts(t["bf25_marks"]),
+                              pts(t["bf25_svi"])) for t in data["term"]]
         self.tenor_rows = [Row(f"{t['tenor_days']:g} d", f.pct(t["atm_iv_marks"]), f.pct(t["atm_iv_svi"]),
-                               f.vol_pts(t["rr25_marks"]), f.vol_pts(t["rr25_svi"]), f.vol_pts(t["bf25_marks"]),
-                               f.vol_pts(t["bf25_svi"])) for t in data["tenors"]]
+                               pts(t["rr25_marks"]), pts(t["rr25_svi"]), pts(t["bf25_marks"]), pts(t["bf25_svi"]))
+                           for t in data["tenors"]]
 
     def _smile(self) -> None:
         data = self._data

@@ -42,7 +42,8 @@ def page() -> rx.Component:
                               sub="vol points; RR25 = σ(25Δ call) − σ(25Δ put), BF25 = mean of the wings − ATM"),
                         panel(table(["tenor", "ATM marks", "ATM SVI", "RR25 marks", "RR25 SVI", "BF25 marks", "BF25 SVI"],
                                     S.tenor_rows, 7, numeric=(1, 2, 3, 4, 5, 6), id="tenor-table"),
-                              title="Constant maturities", sub="total variance linear in T between listed expiries"),
+                              title="Constant maturities", sub="ATM IV in %, RR25/BF25 in vol points; total variance linear in T "
+                                                                "between listed expiries"),
                     ),
                     panel(table(["expiry", "days", "forward", "ATM IV marks", "ATM IV SVI", "RR25 marks", "RR25 SVI",
                                  "BF25 marks", "BF25 SVI"], S.term_rows, 9, numeric=tuple(range(1, 9)), id="term-table"),
