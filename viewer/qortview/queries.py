@@ -173,7 +173,7 @@ def page_version(db, page: str, selection: dict | None = None) -> str:
 
 # --------------------------------------------------------------------------------------------- overview
 
-def _run(run: read.RunRecord | None) -> dict | None:
+def _run(run: read.RunInfo | None) -> dict | None:
     if run is None:
         return None
     counts = ", ".join(f"{k} {v}" for k, v in run.counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool))

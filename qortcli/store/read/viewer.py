@@ -3,7 +3,7 @@ the suggestions of every currency and the store's change stamps.
 
 Every query is served by an index of `qortcli.store.schema` (INDEXES) or a primary key, and costs what it
 returns (a `limit`, one document per id), never a scan of a growing collection. Results are typed records
-(`RunRecord`, `PortfolioHead`, `StoreStamp`) or the stored documents themselves (portfolios, suggestions:
+(`RunInfo`, `PortfolioHead`, `StoreStamp`) or the stored documents themselves (portfolios, suggestions:
 their shapes are docs/CONTRACTS.md's).
 
 Runs:        `recent_runs`, `run_steps`, `last_run_of_job`.
@@ -21,7 +21,7 @@ from typing import Iterable, NamedTuple
 from qortcli.store import schema
 from qortcli.timeutils import as_utc
 
-__all__ = ["RunRecord", "PortfolioHead", "StoreStamp", "recent_runs", "run_steps", "last_run_of_job",
+__all__ = ["RunInfo", "PortfolioHead", "StoreStamp", "recent_runs", "run_steps", "last_run_of_job",
            "collection_counts", "snapshot_count", "price_symbols", "newest_price_day", "portfolio_heads",
            "latest_portfolio", "suggestion_currencies", "latest_suggestions", "recent_suggestions",
            "suggestion_counts", "store_stamp", "live_stamp", "BOOK_ID_PREFIX"]
@@ -36,7 +36,7 @@ def _when(value) -> datetime | None:
     return as_utc(value) if isinstance(value, datetime) else None
 
 
-class RunRecord(NamedTuple):
+class RunInfo(NamedTuple):
     """One `job_runs` record: times UTC, `seconds` the run's wall time, `counts` the step's own counters."""
 
     run_id: str
@@ -51,7 +51,7 @@ class RunRecord(NamedTuple):
     counts: dict
 
     @classmethod
-    def from_doc(cls, doc: dict) -> "RunRecord":
+    def from_doc(cls, doc: dict) -> "RunInfo":
         seconds = doc.get("seconds")
         return cls(run_id=str(doc.get("_id")), step=str(doc.get("step") or "?"), job=doc.get("job") or None,
                    status=str(doc.get("status") or "?"), trigger=str(doc.get("trigger") or ""),
@@ -82,11 +82,11 @@ class StoreStamp(NamedTuple):
 
 # ------------------------------------------------------------------------------------------ runs
 
-def recent_runs(db, limit: int = 12, step: str | None = None) -> list[RunRecord]:
+def recent_runs(db, limit: int = 12, step: str | None = None) -> list[RunInfo]:
     """The newest run records (of `step` if given), newest first."""
     query = {"step": step} if step else {}
     cursor = db[schema.JOB_RUNS].find(query, _RUN_FIELDS).sort("started_at", -1).limit(int(limit))
-    return [RunRecord.from_doc(d) for d in cursor]
+    return [RunInfo.from_doc(d) for d in cursor]
 
 
 def run_steps(db) -> list[str]:
@@ -94,11 +94,11 @@ def run_steps(db) -> list[str]:
     return sorted(str(s) for s in db[schema.JOB_RUNS].distinct("step") if s)
 
 
-def last_run_of_job(db, job_id: str, step: str, looks_like=None, scan: int = 20) -> RunRecord | None:
+def last_run_of_job(db, job_id: str, step: str, looks_like=None, scan: int = 20) -> RunInfo | None:
     """The newest run of schedule job `job_id`: a worker run tagged with the job, or (CLI runs carry no job)
     the newest of the last `scan` runs of `step` that `looks_like(record)` accepts (any when None)."""
     tagged = list(db[schema.JOB_RUNS].find({"job": job_id}, _RUN_FIELDS).sort("started_at", -1).limit(1))
-    best = RunRecord.from_doc(tagged[0]) if tagged else None
+    best = RunInfo.from_doc(tagged[0]) if tagged else None
     for run in recent_runs(db, scan, step):
         if run.job not in (None, job_id) or (looks_like is not None and not looks_like(run)):
             continue
