@@ -129,10 +129,11 @@ def test_viewer_package_has_no_write_calls():
     assert len(files) >= 8, f"viewer sources not found under {VIEWER}"
     offenders = {str(f.relative_to(VIEWER)): calls for f in files if (calls := write_calls(f.read_text()))}
     assert offenders == {}
-    # the only store entry point is the read-only handle
+    # the only store entry point is the read-only handle (qortview/db.py: open_readonly)
     text = "\n".join(f.read_text() for f in files)
-    assert "open_readonly" in text
-    assert "store.connect" not in text and "from qortcli.store import connect" not in text
+    assert "open_readonly(" in (VIEWER / "qortview" / "db.py").read_text()
+    assert "import connect" not in text and "from qortcli.store import connect" not in text
+    assert "connect(" not in text.replace("open_readonly(", "")
     assert "qortcli.steps" not in text
 
 

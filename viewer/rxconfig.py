@@ -1,7 +1,10 @@
 """Reflex configuration of the qortfolio viewer (run it with `scripts/viewer`, or `reflex run` from here).
 
 QORT_VIEWER_PORT (default 3000) is the one port of `reflex run --env prod --single-port`: it serves the
-page and the backend. The store comes from QORT_DB / QORT_DB_NAME like every qortcli command.
+page and the backend. QORT_VIEWER_URL (`scripts/viewer --public-url`, docker-compose's viewer service) is the
+address the browser uses — behind a reverse proxy, a tunnel or from another host — and becomes Reflex's
+`api_url` (where the page opens its websocket) and `deploy_url`; it is built into the frontend at start.
+The store comes from QORT_DB / QORT_DB_NAME like every qortcli command.
 """
 
 import os
@@ -20,7 +23,7 @@ except ConfigError as exc:
     raise SystemExit(2) from None
 
 _port = int(os.environ.get("QORT_VIEWER_PORT", "3000"))
-_url = os.environ.get("QORT_VIEWER_URL", f"http://localhost:{_port}")
+_url = (os.environ.get("QORT_VIEWER_URL") or f"http://localhost:{_port}").rstrip("/")
 
 config = rx.Config(
     app_name="qortview",

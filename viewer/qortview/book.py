@@ -27,6 +27,10 @@ def _when(value) -> str | None:
     return f"{as_utc(value):%Y-%m-%d %H:%M} UTC" if isinstance(value, datetime) else None
 
 
+def _iso(value) -> str | None:
+    return as_utc(value).isoformat() if isinstance(value, datetime) else None
+
+
 def book_page(db, book: str | None = None, currency: str | None = None) -> dict:
     """Everything the Book page shows for `book` (default: "main", else the first stored) and `currency`
     (default: the first with a stored report)."""
@@ -47,7 +51,8 @@ def book_page(db, book: str | None = None, currency: str | None = None) -> dict:
     surface = doc.get("surface") or {}
     report = dict(
         has_risk=True, snapshot_id=doc["snapshot_id"], timestamp=_when(doc.get("timestamp")),
-        computed_at=_when(doc.get("computed_at")), book_revision=doc.get("book_revision"), basis=doc.get("basis"),
+        computed_at=_when(doc.get("computed_at")), timestamp_iso=_iso(doc.get("timestamp")),
+        computed_at_iso=_iso(doc.get("computed_at")), book_revision=doc.get("book_revision"), basis=doc.get("basis"),
         index_usd=doc.get("index_usd"), surface_snapshot_id=surface.get("snapshot_id"),
         positions=[{k: p.get(k) for k in POSITION_FIELDS} for p in doc.get("positions", [])],
         totals=dict(doc.get("totals") or {}), account=dict(doc.get("account") or {}),

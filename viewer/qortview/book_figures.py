@@ -35,7 +35,8 @@ def grid_heatmap(page: dict, measure: str = "pnl_coin", horizon: int = 0) -> go.
                              marker={"symbol": "x", "size": 12, "color": ACCENT, "line": {"width": 2}},
                              hoverinfo="skip"))
     label = "now" if days == 0 else f"+{days:g} days"
-    return _layout(fig, f"{title} ({unit}) · horizon {label}", 380, xaxis_title="spot move (%)",
+    return _layout(fig, f"{title} ({unit}) · horizon {label}", 380,
+                   uirevision=f"heat-{page.get('book')}-{page.get('currency')}-{measure}-{horizon}", xaxis_title="spot move (%)",
                    yaxis_title="vol shift (vol points)")
 
 
@@ -50,4 +51,6 @@ def greeks_by_expiry(page: dict) -> go.Figure:
         fig.add_trace(go.Bar(x=codes, y=[r.get(key) or 0.0 for r in rows], name=key, marker_color=color,
                              hovertemplate=f"%{{x}}: {key} %{{y:.4g}}<extra></extra>"), row=1, col=col)
     fig.update_annotations(font={"size": 12})
-    return _layout(fig, "Greeks by expiry (USD set; SPOT = coin held)", 320, showlegend=False)
+    return _layout(fig, "Greeks by expiry (USD set; SPOT = coin held)", 320,
+                   uirevision=f"greeks-{page.get('book')}-{page.get('currency')}", showlegend=False,
+                   margin={"l": 56, "r": 16, "t": 30, "b": 44})

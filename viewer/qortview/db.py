@@ -1,32 +1,58 @@
-"""The viewer's only store access: one read-only handle, used from one dedicated thread.
+"""The viewer's only store access: one read-only handle, page loads on one store thread, a shared cache.
 
-The handle comes from `qortcli.store.readonly.open_readonly`: for the embedded store it is opened read-only
-at the engine level (no file is ever created, changed or locked, even through introspection, and a missing
-collection reads as empty); for MongoDB queries with server-side JavaScript are refused and the server
-user should have the `read` role only (docker-compose creates one).
-All reads go through `run(fn, *args)`, which calls `fn(readonly_db, *args)` on a single worker thread and
-returns `(result, error_line, milliseconds)`. `warm_loop()` (a Reflex lifespan task) touches the indexed
-fields every refresh period so the first page load after a writer changed the store is not the slow one.
+The handle comes from `qortcli.store.readonly.open_readonly`: read-only at the engine level (the embedded engine
+creates, changes and locks no file, so a read-only mount works; a MongoDB user that could write is warned about)
+behind the `qortcli.store.readonly` wrapper (reads only). A missing store is a one-line error every page shows (and the
+next refresh tries again), never a page "loading" forever.
+
+`load(page, selection, known_version)` runs on the store thread: it takes the page's cheap version stamp
+(`queries.page_version`); when the caller already has data of that version it returns at once ("same");
+otherwise it returns the cached data of that version or runs `queries.PAGE_LOADS[page]` once for every
+client showing that page and selection, with a content digest the states compare before touching anything.
+`live_stamp(currency)` answers the chain page's fast poll on a second thread, so it never waits behind a
+page load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
 
-from qortcli.errors import StoreError
-from qortcli.store import schema
-from qortcli.store.readonly import open_readonly
+from qortcli.errors import StoreError, UsageError
+from qortcli.store import read
+from qortcli.store.connect import is_mongo_url
+from qortcli.store.readonly import ReadOnlyDatabase, open_readonly
 from qortview import queries
 
 log = logging.getLogger("qortview")
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qortview-db")
-_HANDLE: dict = {"db": None, "error": ""}
-_CACHE: dict = {"price_stats": None, "price_stats_at": 0.0}
-STATS_EVERY_S = 120.0
+_STAMPS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qortview-stamp")
+_LOCK = threading.Lock()
+_HANDLE: dict = {"db": None, "error": "", "tried": 0.0}
+_CACHE: "OrderedDict[tuple, tuple[str, dict, str]]" = OrderedDict()
+CACHE_ENTRIES = 64
+RETRY_OPEN_S = 2.0
+
+
+class Load(NamedTuple):
+    """A page load: `status` "same" (the caller's version is current: nothing else set), "data" or "error"."""
+
+    status: str
+    version: str
+    data: dict | None
+    digest: str
+    error: str
+    ms: float
+    note: str = ""
 
 
 def refresh_seconds() -> float:
@@ -37,65 +63,119 @@ def refresh_seconds() -> float:
         return 30.0
 
 
-def _handle():
-    if _HANDLE["db"] is None:
-        _HANDLE["db"] = open_readonly()
-    return _HANDLE["db"]
+def open_store() -> ReadOnlyDatabase:
+    """The store of QORT_DB / QORT_DB_NAME, read-only (StoreError naming the path when there is none)."""
+    from qortcli.config import get_settings
+
+    settings = get_settings()
+    target = settings.db_url
+    if not is_mongo_url(target) and "://" not in target and not Path(target).expanduser().is_dir():
+        raise StoreError(f"no store at {target}: run `qortcli collect sample` (or the worker) first, "
+                         "or point the viewer at one with scripts/viewer --db PATH (QORT_DB)")
+    return open_readonly(target, settings.db_name)   # (warns when a MongoDB user could write)
 
 
-def _call(fn, args):
+def _handle() -> ReadOnlyDatabase:
+    with _LOCK:
+        if _HANDLE["db"] is not None:
+            return _HANDLE["db"]
+        if _HANDLE["error"] and time.monotonic() - _HANDLE["tried"] < RETRY_OPEN_S:
+            raise StoreError(_HANDLE["error"])
+        _HANDLE["tried"] = time.monotonic()
+        try:
+            _HANDLE["db"] = open_store()
+            _HANDLE["error"] = ""
+        except StoreError as exc:
+            _HANDLE["error"] = str(exc)
+            raise
+        return _HANDLE["db"]
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def digest_of(data) -> str:
+    """A content digest of page data (JSON, keys sorted)."""
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str, allow_nan=True).encode()).hexdigest()
+
+
+def _load(page: str, selection: dict, known: str | None) -> Load:
     clock = time.perf_counter()
+
+    def ms() -> float:
+        return (time.perf_counter() - clock) * 1000
+
     try:
         db = _handle()
-    except StoreError as exc:
-        return None, str(exc), (time.perf_counter() - clock) * 1000
-    try:
-        result = fn(db, *args)
-    except StoreError as exc:
-        return None, str(exc), (time.perf_counter() - clock) * 1000
+        version = queries.page_version(db, page, selection)
+        if known is not None and version == known:
+            return Load("same", version, None, "", "", ms())
+        note = ""
+        tries = [selection]
+        if selection:
+            tries += [{k: v for k, v in selection.items() if k != "expiry"}, {}] if "expiry" in selection else [{}]
+        for attempt, chosen in enumerate(tries):
+            key = (page, tuple(sorted((k, str(v)) for k, v in chosen.items())))
+            hit = _CACHE.get(key)
+            if hit is not None and hit[0] == version:
+                _CACHE.move_to_end(key)
+                return Load("data", version, hit[1], hit[2], "", ms(), note)
+            try:
+                data = queries.PAGE_LOADS[page](db, **chosen)
+            except UsageError as exc:
+                if attempt == len(tries) - 1:
+                    raise
+                note = f"{_line(exc)}: showing the default instead"
+                continue
+            digest = digest_of(data)
+            _CACHE[key] = (version, data, digest)
+            while len(_CACHE) > CACHE_ENTRIES:
+                _CACHE.popitem(last=False)
+            return Load("data", version, data, digest, "", ms(), note)
+    except (StoreError, UsageError) as exc:
+        return Load("error", "", None, "", _line(exc), ms())
     except Exception as exc:  # a page must show the problem, not die
-        log.exception("query %s failed", getattr(fn, "__name__", fn))
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return None, f"{type(exc).__name__}: {line}", (time.perf_counter() - clock) * 1000
-    return result, "", (time.perf_counter() - clock) * 1000
+        log.exception("page %s failed", page)
+        return Load("error", "", None, "", f"{type(exc).__name__}: {_line(exc)}", ms())
+    raise AssertionError("unreachable")
+
+
+async def load(page: str, selection: dict | None = None, known_version: str | None = None) -> Load:
+    """Page `page`'s data for `selection` (see the module docstring), off the event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_EXECUTOR, _load, page, dict(selection or {}), known_version)
+
+
+def _live_stamp(currency: str) -> str:
+    try:
+        return queries.iso(read.live_stamp(_handle(), currency)) or ""
+    except StoreError:
+        return ""
+
+
+async def live_stamp(currency: str) -> str:
+    """When the stream last wrote `currency`'s live marks (ISO), "" when it never did."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_STAMPS, _live_stamp, currency)
 
 
 async def run(fn, *args):
     """`fn(db, *args)` on the store thread → (result, error line or "", milliseconds)."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_EXECUTOR, _call, fn, args)
+    def call():
+        clock = time.perf_counter()
+        try:
+            return fn(_handle(), *args), "", (time.perf_counter() - clock) * 1000
+        except (StoreError, UsageError) as exc:
+            return None, _line(exc), (time.perf_counter() - clock) * 1000
+        except Exception as exc:
+            log.exception("query %s failed", getattr(fn, "__name__", fn))
+            return None, f"{type(exc).__name__}: {_line(exc)}", (time.perf_counter() - clock) * 1000
+
+    return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
 
 
 def describe() -> str:
     db = _HANDLE["db"]
     return db.describe() if db is not None else ""
-
-
-def _warm(db) -> None:
-    for name, field in ((schema.SNAPSHOTS, "kind"), (schema.OPTIONS, "snapshot_id"), (schema.PRICES, "symbol"),
-                        (schema.SURFACES, "currency"), (schema.PORTFOLIOS, "portfolio_id"),
-                        (schema.SUGGESTIONS, "snapshot_id"), (schema.JOB_RUNS, "step")):
-        db[name].find_one({field: "__warm__"}, {"_id": 1})
-    if _CACHE["price_stats"] is None or time.monotonic() - _CACHE["price_stats_at"] > STATS_EVERY_S:
-        _CACHE["price_stats"] = queries.price_stats(db)
-        _CACHE["price_stats_at"] = time.monotonic()
-
-
-def cached_price_stats(db) -> dict:
-    """`queries.price_stats`, recomputed by the warm-up loop at most every STATS_EVERY_S (call on the store thread)."""
-    if _CACHE["price_stats"] is None:
-        _CACHE["price_stats"] = queries.price_stats(db)
-        _CACHE["price_stats_at"] = time.monotonic()
-    return _CACHE["price_stats"]
-
-
-def overview(db) -> dict:
-    return queries.overview(db, cached_price_stats(db))
-
-
-async def warm_loop() -> None:
-    """Lifespan task: keep the store's query indexes warm (first pass at start-up) and the price stats fresh."""
-    while True:
-        _, error, ms = await run(_warm)
-        log.info("store warm-up %.0f ms %s", ms, error)
-        await asyncio.sleep(refresh_seconds())

@@ -44,7 +44,8 @@ def oi_by_strike(page: dict) -> go.Figure:
                                                                  "<extra></extra>"))
     _mark_levels(fig, page.get("levels") or {})
     title = f"Open interest by strike · {page.get('expiry') or 'all expiries'} (contracts; puts below zero)"
-    return _layout(fig, title, 420, barmode="relative", xaxis_title="strike (USD)", yaxis_title="contracts (coin)",
+    return _layout(fig, title, 420, uirevision=f"oi-{page.get('currency')}-{page.get('expiry')}", barmode="relative",
+                   xaxis_title="strike (USD)", yaxis_title="contracts (coin)",
                    xaxis_range=_window(page.get("spot_usd"), oi["strike_usd"]))
 
 
@@ -62,5 +63,6 @@ def gex_profile(page: dict) -> go.Figure:
     levels = page.get("levels") or {}
     _mark_levels(fig, {"spot_usd": levels.get("spot_usd"), "gamma_flip_usd_marks": levels.get("gamma_flip_usd_marks")})
     return _layout(fig, "Dealer gamma exposure, repriced across spot (marks, sticky strike)", 380,
+                   uirevision=f"gex-{page.get('currency')}-{page.get('expiry')}",
                    xaxis_title="spot (USD)", yaxis_title="USD per 1 % move",
                    xaxis_range=[min(gex["spot_usd"]), max(gex["spot_usd"])])

@@ -17,5 +17,7 @@ from qortcli.store.read.alerts import *  # noqa: F401,F403,E402  (alerts and the
 from qortcli.store.read.alerts import __all__ as _alerts_all
 from qortcli.store.read.portfolios import *  # noqa: F401,F403,E402  (the optimizer's closes and allocations)
 from qortcli.store.read.portfolios import __all__ as _portfolios_all
+from qortcli.store.read.viewer import *  # noqa: F401,F403,E402  (runs, counts, stamps the viewer and status show)
+from qortcli.store.read.viewer import __all__ as _viewer_all
 
-__all__ = [*_core_all, *_suggestions_all, *_books_all, *_vol_all, *_alerts_all, *_portfolios_all, "LiveMarks", "live_marks"]
+__all__ = [*_core_all, *_suggestions_all, *_books_all, *_vol_all, *_alerts_all, *_portfolios_all, *_viewer_all, "LiveMarks", "live_marks"]

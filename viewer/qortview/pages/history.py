@@ -7,10 +7,12 @@ Its state lives here (not in qortview/state.py) so the page is one self-containe
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import plotly.graph_objects as go
 import reflex as rx
 
-from qortview import db, history_figures
+from qortview import history_figures
 from qortview import fmt as f
 from qortview.components import MUTED, layout, notice, panel, plot, selector, stat, table
 from qortview.figures import empty as empty_figure
@@ -49,16 +51,19 @@ class HistoryState(Base, rx.State):
     skew_fig: go.Figure = empty_figure("loading")
     cone_fig: go.Figure = empty_figure("loading")
 
-    async def _fetch(self):
-        page, error, ms = await db.run(history_page, self.currency or None, self.source)
-        if page:
-            self.currencies, self.empty = page["currencies"], page["empty"]
-            if page["currency"]:
-                self.currency = page["currency"]
-                self._show(page)
-        self._done(error, ms)
+    PAGE: ClassVar[str] = "history"
+
+    def _selection(self) -> dict:
+        chosen = {"source": self.source}
+        if self.currency:
+            chosen["currency"] = self.currency
+        return chosen
 
     def _show(self, page: dict) -> None:
+        self.currencies, self.empty = page["currencies"], page["empty"]   # (equal values are not resent: Base)
+        if not page["currency"]:
+            return
+        self.currency = page["currency"]
         self.vol_note = page["vol_note"]
         self.info = (f"vol analysis as of {str(page['as_of'])[:10]} (IV {str(page['iv_as_of'])[:10]}), computed "
                      f"{str(page['computed_at'])[:16]} UTC · IV source {page['source']}" if page["as_of"] else "")
@@ -88,22 +93,14 @@ class HistoryState(Base, rx.State):
         self.cone_fig = history_figures.cone(page)
 
     @rx.event
-    async def load(self):
-        await self._fetch()
-
-    @rx.event
-    async def tick(self, _value: str = ""):
-        await self._fetch()
-
-    @rx.event
     async def set_currency(self, value: str):
         self.currency = value
-        await self._fetch()
+        await self._refresh(force=True)
 
     @rx.event
     async def set_source(self, value: str):
         self.source = value
-        await self._fetch()
+        await self._refresh(force=True)
 
 
 S = HistoryState

@@ -1,46 +1,60 @@
-"""Suggestions: strategy cards (legs, premium, max P/L, breakevens, POP, payoff) and the track record."""
+"""Suggestions: every currency's newest strategy cards (legs, debit or credit, max P/L, breakevens, POP, net
+greeks, payoff at expiry in USD and coin) and the track record."""
 
 import reflex as rx
 
-from qortview.components import plot, ACCENT, MUTED, layout, notice, panel, table
+from qortview.components import layout, note, notice, panel, plot, stack, table
 from qortview.state import Leg, Suggestion, SuggestState as S
+
+STATE = S
 
 
 def leg_row(l: Leg) -> rx.Component:
-    return rx.table.row(rx.table.cell(l.side), rx.table.cell(l.quantity), rx.table.cell(l.symbol), rx.table.cell(l.price),
-                        rx.table.cell(l.iv))
+    return rx.el.tr(rx.el.td(l.side), rx.el.td(l.size, class_name="num"), rx.el.td(l.instrument),
+                    rx.el.td(l.price, class_name="num"), rx.el.td(l.iv, class_name="num"), rx.el.td(l.delta, class_name="num"))
 
 
 def kv(label: str, value) -> rx.Component:
-    return rx.vstack(rx.text(label, size="1", color=MUTED), rx.text(value, size="2", weight="bold"), spacing="0")
+    return rx.el.div(rx.el.div(label, class_name="qv-kv-label"), rx.el.div(value, class_name="qv-kv-value"))
 
 
 def card(c: Suggestion, i) -> rx.Component:
     return panel(
-        rx.hstack(rx.heading(c.strategy, size="5", color=ACCENT, text_transform="capitalize"),
-                  rx.badge(c.currency, color_scheme="purple"), rx.badge(c.expiry, variant="outline"),
-                  rx.spacer(), rx.text("score ", c.score, size="1", color=MUTED), rx.badge(c.status), align="center", width="100%"),
-        rx.text(c.reasoning, size="1", color=MUTED, margin_y="6px"),
-        rx.table.root(rx.table.header(rx.table.row(*[rx.table.column_header_cell(h, color=MUTED) for h in
-                                                    ("side", "qty", "instrument", "price (coin)", "IV")])),
-                      rx.table.body(rx.foreach(c.legs, leg_row)), size="1", variant="ghost", width="100%"),
-        rx.grid(kv("Net premium", c.premium_usd), kv("Net premium (coin)", c.premium_coin), kv("POP (risk-neutral)", c.pop),
-                kv("Max profit", c.max_profit), kv("Max loss", c.max_loss), kv("Breakevens", c.breakevens),
-                columns="3", gap="8px", margin_y="8px"),
-        plot(S.payoff_figs[i]),
-        rx.text("track: ", c.track, size="1", color=MUTED),
-        class_name="suggestion-card", min_width="460px", flex="1",
+        rx.el.div(rx.el.span(c.strategy, font_size="17px", font_weight="700", color="#A855F7", text_transform="capitalize"),
+                  rx.el.span(c.currency, class_name="qv-badge"), rx.el.span(c.expiry, class_name="qv-badge"),
+                  rx.el.span(c.flow, class_name=rx.cond(c.flow == "debit", "qv-badge debit", "qv-badge credit")),
+                  rx.el.span("score ", c.score, " · ", c.status, class_name="qv-note", margin_left="auto"),
+                  class_name="qv-row", align_items="center"),
+        rx.el.p(c.reasoning, class_name="qv-sub", margin_top="6px"),
+        rx.el.div(rx.el.table(rx.el.thead(rx.el.tr(*[rx.el.th(h) for h in ("side", "size (coin)", "instrument",
+                                                                            "price coin (crossed)", "IV", "Δ")])),
+                              rx.el.tbody(rx.foreach(c.legs, leg_row)), class_name="qv-table"),
+                  class_name="qv-scroll"),
+        rx.el.div(kv("Net premium", c.premium), kv("in coin", c.premium_coin), kv("POP (risk-neutral)", c.pop),
+                  kv("Max profit", c.max_profit), kv("Max loss", c.max_loss), kv("Breakevens (USD)", c.breakevens),
+                  kv("Net Δ", c.delta), kv("Net vega (spot USD)", c.vega), kv("Net θ (spot USD)", c.theta),
+                  class_name="qv-kv"),
+        plot(S.payoff_figs[i], S.loaded),
+        note("track: ", c.track),
+        note("suggested on ", c.snapshot),
+        class_name="suggestion-card",
     )
 
 
 def page() -> rx.Component:
     return layout(
         S, "Suggestions",
-        rx.cond(S.loaded & ~S.has_data, notice(S.empty)),
-        rx.vstack(
-                    rx.flex(rx.foreach(S.cards, card), gap="16px", wrap="wrap", width="100%", id="suggestion-cards"),
-                    panel(rx.heading("Track record", size="4"), rx.text(S.track_summary, size="2", color=MUTED, id="track-summary"),
-                          table(["strategy", "currency", "expiry", "suggested", "status", "last mark P/L", "settled P/L", "marks"],
-                                S.track, 8, toned=4, id="track-table"), width="100%"),
-                    width="100%", spacing="4", display=rx.cond(S.loaded & ~S.has_data, "none", "flex")),
+        rx.cond(S.empty != "", notice(S.empty),
+                stack(
+                    panel(table(["currency", "latest suggestions", "against the latest chain"], S.groups, 3, toned=2,
+                                wrap=(2,), id="groups-table"), title="By currency"),
+                    rx.el.div(rx.foreach(S.cards, card), class_name="qv-cards", id="suggestion-cards"),
+                    panel(note(S.track_summary, id="track-summary"),
+                          table(["strategy", "currency", "expiry", "suggested (UTC)", "status", "net premium",
+                                 "last mark P/L", "closing there", "settled P/L", "marks"], S.track, 10, toned=4,
+                                numeric=(5, 6, 7, 8, 9), tall=True, id="track-table"),
+                          title="Track record",
+                          sub="P/L in USD: at the marks, and closing there (longs sold at the bid, shorts bought at the ask)"),
+                )),
+        route="/suggestions",
     )
