@@ -53,11 +53,11 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MA
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from qortcli.schedule import (POLL_JOB, STREAM_JOB, WORKER_STATE, JobSpec, Schedule, StepUnavailable, load_schedule,
+from qortcli.schedule import (POLL_JOB, STREAM_JOB, JobSpec, Schedule, StepUnavailable, load_schedule,
                               resolve_step, trigger_for)
 from qortcli.store.ops import to_plain
 from qortcli.store.runs import record_event, run_context
-from qortcli.store.schema import JOB_RUNS
+from qortcli.store import worker_state
 from qortcli.timeutils import utcnow
 
 log = logging.getLogger("qortcli.worker")
@@ -296,18 +296,13 @@ class Worker:
 
     def _mark_child_runs(self, pid: int, status: str, reason: str) -> list[str]:
         """Mark the "running" records a killed job process left with `status` and the reason; their ids."""
-        marked = []
+        from qortcli.store.runs import end_process_runs
+
         try:
-            for record in self.db[JOB_RUNS].find({"status": "running", "pid": pid}):
-                if record.get("host") != socket.gethostname():
-                    continue
-                done = self.db[JOB_RUNS].update_one({"_id": record["_id"], "status": "running"}, {"$set": to_plain(
-                    {"status": status, "ended_at": utcnow(), "error": reason})})
-                if done.matched_count:
-                    marked.append(record["_id"])
+            return end_process_runs(self.db, pid, status, reason)
         except Exception:
             log.exception("could not mark the runs of the killed job process %s", pid)
-        return marked
+            return []
 
     def _clean_after_child(self, spec: JobSpec) -> None:
         """Discard what a dead job process left pending (its claim's owner is gone now)."""
@@ -380,9 +375,7 @@ class Worker:
 
     def _set_state(self, job_id: str, fields: dict) -> None:
         try:
-            self.db[WORKER_STATE].update_one({"_id": f"job:{job_id}"},
-                                             {"$set": to_plain({"job": job_id, **fields, "updated_at": utcnow()})},
-                                             upsert=True)
+            worker_state.set_state(self.db, f"job:{job_id}", {"job": job_id, **fields, "updated_at": utcnow()})
         except Exception:
             log.exception("could not update the state of job %s", job_id)
 
@@ -419,7 +412,7 @@ class Worker:
                 upcoming = self.next_run_times()
                 if upcoming is not None:
                     doc["next_runs"] = upcoming
-            self.db[WORKER_STATE].update_one({"_id": "worker"}, {"$set": to_plain(doc)}, upsert=True)
+            worker_state.set_state(self.db, "worker", doc)
         except Exception:
             log.exception("could not write the worker heartbeat")
 

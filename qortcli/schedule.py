@@ -35,7 +35,7 @@ from typing import Any, Callable
 from qortcli.errors import ConfigError
 
 # The worker's small state collection: _id "worker" (heartbeat, next runs) and "job:<id>" (last result).
-WORKER_STATE = "worker_state"
+WORKER_STATE = "worker_state"   # (= qortcli.store.worker_state.COLLECTION, which reads and writes it)
 
 # The known jobs: id → (dotted path of the step function, qortcli command line, description).
 CATALOG: dict[str, tuple[str, str, str]] = {

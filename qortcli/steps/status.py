@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from qortcli.store import ops, schema
+from qortcli.store import ops, read, worker_state
 from qortcli.store import runs as runs_mod
 from qortcli.store.maintenance import pricing_state
 from qortcli.timeutils import as_utc
@@ -12,7 +12,7 @@ from qortcli.timeutils import as_utc
 
 def run_status(db, runs: int = 10) -> dict:
     """Store description, counts per collection, latest complete snapshot per currency, last runs."""
-    counts = {name: db[name].count_documents({}) for name in schema.COLLECTIONS}
+    counts = read.collection_counts(db)
     latest = []
     currencies = ops.snapshot_currencies(db, "options")
     for currency in currencies:
@@ -43,17 +43,14 @@ def status_sections(db) -> list[dict]:
     of the worker's `worker_state` collection (written by `qortcli worker`).
     """
     from qortcli.errors import QortError
-    from qortcli.schedule import WORKER_STATE, load_schedule, next_runs
+    from qortcli.schedule import load_schedule, next_runs
 
     columns = ["job", "runs", "next run (UTC)", "last status", "last run (UTC)", "seconds", "error"]
     try:
         schedule = load_schedule()
     except QortError as exc:
         return [{"title": "Schedule", "columns": ["error"], "rows": [[f"schedule settings: {exc}"]]}]
-    state: dict = {}
-    if WORKER_STATE in db.list_collection_names():  # never create the collection from a read
-        ids = ["worker", *(f"job:{job_id}" for job_id in schedule.ids)]
-        state = {doc["_id"]: doc for doc in db[WORKER_STATE].find({"_id": {"$in": ids}})}
+    state = worker_state.states(db, ["worker", *(f"job:{job_id}" for job_id in schedule.ids)])
     worker = state.get("worker")
     now = datetime.now(timezone.utc)
     alive = False

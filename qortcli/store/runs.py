@@ -240,3 +240,19 @@ def last_runs(db, limit: int = 10, step: str | None = None) -> list[dict]:
     """The most recent run records, newest first."""
     query = {"step": step} if step else {}
     return list(db[schema.JOB_RUNS].find(query).sort("started_at", -1).limit(limit))
+
+
+def end_process_runs(db, pid: int, status: str, reason: str, host: str | None = None) -> list[str]:
+    """Mark the "running" records of process `pid` on `host` (default: this host) — a job process that was
+    killed — with `status` ("timeout", "stopped", ...) and `reason`; returns their ids."""
+    host = host or socket.gethostname()
+    marked = []
+    for record in db[schema.JOB_RUNS].find({"status": "running", "pid": pid}, {"_id": 1, "host": 1}):
+        if record.get("host") != host:
+            continue
+        done = db[schema.JOB_RUNS].update_one({"_id": record["_id"], "status": "running"},
+                                       {"$set": to_plain({"status": status, "ended_at": utcnow(), "error": reason})})
+        if done.matched_count:
+            marked.append(record["_id"])
+    return marked
+
