@@ -14,7 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from qortcli.cli import app
-from qortcli.cli.vol import csv_rows, gauge, render, spark
+from qortcli.cli.vol import gauge, render, spark
 from qortcli.schedule import CATALOG, load_schedule, render_crontab, resolve_step
 from qortcli.steps.vol import run_vol
 from qortcli.store import connect, read, schema
@@ -91,25 +91,22 @@ def test_100_columns_nothing_cut(shown):
         assert label in narrow, label
 
 
-def test_csv_carries_every_table_figure(env, tmp_path):
+def test_csv_holds_the_forecasts_with_their_scores(env, tmp_path):
     path = tmp_path / "vol.csv"
     result = runner.invoke(app, ["vol", "-c", "BTC", "--csv", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    view = json.loads(result.stdout)
-    assert view["csv"] == str(path)
+    cur = json.loads(result.stdout)["currencies"][0]
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows and set(rows[0]) == {"currency", "source", "as_of", "table", "row", "field", "value"}
-    assert len(rows) == len(list(csv_rows(view)))
-    got = {(r["table"], r["row"], r["field"]): r["value"] for r in rows}
-    cur = view["currencies"][0]
-    for r in cur["realised"]:
-        want = r["vol"]
-        cell = got[("realised", f"{r['estimator']} {r['window_days']}d", "vol")]
-        assert (cell == "" and want is None) or float(cell) == pytest.approx(want, rel=1e-12)
+    got = {(r["model"], int(r["horizon_days"])): r for r in rows}
+    assert len(got) == len(rows) == len(cur["forecasts"])            # one row per model and horizon
+    for f in cur["forecasts"]:
+        row = got[(f["model"], f["horizon_days"])]
+        assert (row["forecast_vol"] == "" and f["vol"] is None) or float(row["forecast_vol"]) == f["vol"]
     for s in cur["evaluation"]["scores"]:
-        assert float(got[("scores", f"{s['model']} {s['horizon_days']}d", "qlike")]) == pytest.approx(s["qlike"])
-    assert got[("ranks", "atm_iv_30d_marks 30d", "n_points")] == "21"
+        assert float(got[(s["model"], s["horizon_days"])]["qlike"]) == s["qlike"]
+    assert {k for k, r in got.items() if r["best"] == "True"} == \
+        {(b["model"], b["horizon_days"]) for b in cur["best"] if b["model"]}          # the table's ★
     bad = runner.invoke(app, ["vol", "--csv", str(tmp_path / "nowhere" / "x.csv")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
 

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, fail, handled, open_db, state
+from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fail, fit_table,
+                                handled, open_db, state)
 from qortcli.cli.common import terminal_width as _width
 
 alerts_app = typer.Typer(
@@ -26,7 +27,9 @@ alerts_app = typer.Typer(
           "  qortcli alerts list --all      (and the latest closed ones)\n\n"
           "  qortcli alerts ack 1a2b3c4d    (acknowledge; it still closes when it clears)\n\n"
           "  qortcli alerts test            (a sample to every configured target)\n\n"
-          "  qortcli alerts run --json      (evaluate now, as the worker does)"),
+          "  qortcli alerts run --json      (evaluate now, as the worker does)\n\n"
+          "--csv FILE: list and ack write one row per alert, run the alerts it opened and closed, test one row per "
+          "target."),
     invoke_without_command=True, rich_markup_mode="rich")
 app.add_typer(alerts_app, name="alerts")
 
@@ -91,78 +94,108 @@ def _render_list(_console_unused, view: dict) -> None:
                       f"{escape(str(d['error']))}", highlight=False)
 
 
-def _show_list(ctx: typer.Context, include_closed: bool, limit: int, db: str | None, as_json: bool) -> None:
+#: `--csv` of list, ack and run: one row per alert (`values`/`thresholds`: the rule's reading, as JSON objects)
+ALERT_COLUMNS = ("short_id", "id", "rule", "kind", "category", "subject", "severity", "status", "opened_at",
+                 "last_seen_at", "closed_at", "acknowledged_at", "duration_s", "evaluations", "delivery", "title",
+                 "latest_title", "close_reason", "values", "thresholds")
+TARGET_COLUMNS = ("target", "kind", "endpoint", "ok", "attempts", "seconds", "error")
+
+
+def _alert_row(alert: dict, **extra) -> dict:
+    return {**extra, **{k: alert.get(k) for k in ALERT_COLUMNS}}
+
+
+def _list_rows(view: dict) -> list[dict]:
+    """The open alerts, then (with --all) the closed ones: `status` tells them apart."""
+    return [_alert_row(a) for a in (*view["open"], *(view["closed"] if view["include_closed"] else ()))]
+
+
+def _run_rows(summary: dict) -> list[dict]:
+    """The alerts this evaluation opened and closed (`event`)."""
+    return [_alert_row(a, event=event) for event in ("opened", "closed") for a in summary.get(event) or ()]
+
+
+def _target_rows(summary: dict) -> list[dict]:
+    return [{"target": r["target"], "kind": r["kind"], "endpoint": r["endpoint"], "ok": r["ok"],
+             "attempts": len(r["attempts"]), "seconds": sum(a["seconds"] for a in r["attempts"]), "error": r["error"]}
+            for r in summary["targets"]]
+
+
+def _show_list(ctx: typer.Context, include_closed: bool, limit: int, db: str | None, as_json: bool, verbose: int,
+               csv: str | None) -> None:
     from qortcli.steps.alerts import list_alerts
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         database = open_db(st, migrate=False, read_only=True)
-        emit(st, list_alerts(database, include_closed=include_closed, limit=limit), _render_list)
+        emit(st, list_alerts(database, include_closed=include_closed, limit=limit), _render_list, _list_rows,
+             ALERT_COLUMNS)
 
 
 @alerts_app.callback()
 def alerts_main(ctx: typer.Context, include_closed: AllOption = False, limit: LimitOption = 20,
-                db: DbOption = None, as_json: JsonOption = False) -> None:
+                db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+                csv: CsvOption = None) -> None:
     """The open alerts (with --all, the latest closed ones too); subcommands below."""
     if ctx.invoked_subcommand is None:
-        _show_list(ctx, include_closed, limit, db, as_json)
+        _show_list(ctx, include_closed, limit, db, as_json, verbose, csv)
 
 
 @alerts_app.command("list")
 def list_command(ctx: typer.Context, include_closed: AllOption = False, limit: LimitOption = 20,
-                 db: DbOption = None, as_json: JsonOption = False) -> None:
+                 db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+                 csv: CsvOption = None) -> None:
     """The open alerts, newest first: short id, when it opened, severity, rule, subject, status (open or acknowledged), how long it has been open, its delivery (delivered / pending / failed) and its latest reading.
 
     Example: qortcli alerts list --all --limit 50
     """
-    _show_list(ctx, include_closed, limit, db, as_json)
+    _show_list(ctx, include_closed, limit, db, as_json, verbose, csv)
 
 
 @alerts_app.command("ack")
 def ack_command(ctx: typer.Context,
                 alert_id: Annotated[str, typer.Argument(metavar="ID", help="The short id (alerts list) or the full id.")],
-                db: DbOption = None, as_json: JsonOption = False) -> None:
+                db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+                csv: CsvOption = None) -> None:
     """Acknowledge an alert: it stays open (shown as acknowledged) until its condition clears.
 
     Example: qortcli alerts ack 1a2b3c4d
     """
     from qortcli.steps.alerts import ack_alert
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         database = open_db(st)
         emit(st, ack_alert(database, alert_id),
              lambda _unused, s: _console().print(escape(s["message"]) + f": {escape(str(s['alert']['title']))}",
-                                                 highlight=False))
+                                                 highlight=False),
+             lambda s: [_alert_row(s["alert"])], ALERT_COLUMNS)
 
 
 def _render_test(_console_unused, summary: dict) -> None:
     console = _console()
-    table = Table(title="Sample alert sent to every configured target", title_justify="left", box=box.SIMPLE_HEAD,
-                  padding=(0, 0, 0, 1), pad_edge=False)
-    for header, wrap in (("target", False), ("kind", False), ("endpoint", True), ("result", False), ("tries", False),
-                         ("seconds", False), ("error", True)):
-        table.add_column(header, no_wrap=not wrap, overflow="fold")
-    for r in summary["targets"]:
-        seconds = sum(a["seconds"] for a in r["attempts"])
-        table.add_row(escape(r["target"]), r["kind"], escape(r["endpoint"]),
-                      "[green]ok[/]" if r["ok"] else "[red]failed[/]", str(len(r["attempts"])), f"{seconds:.2f}",
-                      escape(r["error"] or ""))
-    console.print(table)
+    columns = [Column("target", "left"), Column("kind", "left", priority=3), Column("endpoint", "left", wrap=True),
+               Column("result", "left"), Column("tries", priority=2), Column("seconds", priority=1),
+               Column("error", "left", wrap=True)]
+    cells = [[esc(r["target"]), esc(r["kind"]), esc(r["endpoint"]), "[green]ok[/]" if r["ok"] else "[red]failed[/]",
+              str(len(r["attempts"])), f"{sum(a['seconds'] for a in r['attempts']):.2f}", esc(r["error"] or "")]
+             for r in summary["targets"]]
+    console.print(fit_table("Sample alert sent to every configured target", columns, cells, width=console.width))
 
 
 @alerts_app.command("test")
-def test_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def test_command(ctx: typer.Context, as_json: JsonOption = False, verbose: VerboseOption = 0,
+                 csv: CsvOption = None) -> None:
     """Send a sample alert to every configured target (each \\[\\[alerts.webhooks]] entry, the log file) and report each result; exit 1 if any failed or none is configured. Nothing is stored.
 
     Example: QORT_ALERTS_WEBHOOK_URL=https://ntfy.sh/my-topic qortcli alerts test
     """
     from qortcli.steps.alerts import test_targets
 
-    st = state(ctx, None, as_json)
+    st = state(ctx, None, as_json, verbose, csv)
     with handled(st):
         summary = test_targets()
-        emit(st, summary, _render_test)
+        emit(st, summary, _render_test, _target_rows, TARGET_COLUMNS)
         if not summary["ok"]:
             failed = [r["target"] for r in summary["targets"] if not r["ok"]]
             fail(f"delivery failed for {', '.join(failed)}")
@@ -196,14 +229,16 @@ def run_command(ctx: typer.Context,
                     "--now", help="Evaluate as of this UTC time (ISO, e.g. 2026-01-11T21:30:00Z); default: now.")] = None,
                 no_deliver: Annotated[bool, typer.Option(
                     "--no-deliver", help="Open and close episodes but send nothing (pending deliveries wait).")] = False,
-                db: DbOption = None, as_json: JsonOption = False) -> None:
+                db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+                csv: CsvOption = None) -> None:
     """Evaluate every rule now (what the worker's `alerts` job does each minute, and the crontab line): open episodes whose condition became true, close those that cleared, deliver the new ones.
 
     Example: qortcli alerts run --json
     """
     from qortcli.steps.alerts import run_alerts
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         database = open_db(st)
-        emit(st, run_alerts(database, now=now, deliver=not no_deliver), _render_run)
+        emit(st, run_alerts(database, now=now, deliver=not no_deliver), _render_run, _run_rows,
+             ("event", *ALERT_COLUMNS))

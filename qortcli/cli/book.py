@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, handled, open_db, state
+from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, handled, open_db, state
 from qortcli.cli.risk import Column, coin, fit, num, to_rich, usd
 from qortcli.errors import UsageError
 
@@ -17,7 +17,8 @@ book_app = typer.Typer(
     help=("Your own positions, in a named book (default `main`) stored with its history of changes.\n\n"
           "Sizes are signed and in coin: options in coin contracts, a coin holding in coin, futures in coin at the "
           "entry price (converted to Deribit's USD contracts). Prices: coin per option, USD per coin for futures. "
-          "Every instrument is checked against its currency's latest chain; a bad row stores nothing.\n\n"
+          "Every instrument is checked against its currency's latest chain; a bad row stores nothing. "
+          "--csv FILE (every subcommand) writes the book's positions after the command, one row each.\n\n"
           "Examples:\n\n"
           "  qortcli book import positions.json    (a recorded Deribit private/get_positions response)\n\n"
           "  qortcli book import positions.csv     (instrument,size,avg_price_coin; BTC,1.5 for coin held)\n\n"
@@ -55,6 +56,17 @@ def position_columns() -> list[Column]:
             Column("size", _size, 0), Column("entry", _price, 0), Column("expiry (UTC)", _expiry, 1)]
 
 
+#: `--csv`: the book's positions after the command (sizes signed: coin, futures also in USD contracts)
+POSITION_COLUMNS = ("book", "revision", "instrument", "kind", "currency", "size_coin", "size_usd", "entry_price_coin",
+                    "entry_price_usd", "expiry", "strike_usd", "option_type", "perpetual")
+
+
+def position_rows(summary: dict) -> list[dict]:
+    """One flat row per position of the book (raw numbers, as in --json)."""
+    return [{"book": summary["book"], "revision": summary["revision"],
+             **{k: p.get(k) for k in POSITION_COLUMNS[2:]}} for p in summary["positions"]]
+
+
 def _render(console, summary: dict) -> None:
     width = min(console.width, 200)
     if summary.get("message"):
@@ -83,17 +95,18 @@ def _render(console, summary: dict) -> None:
 def import_(ctx: typer.Context,
             file: Annotated[Path, typer.Argument(help="A recorded Deribit private/get_positions response (.json: the "
                                                       "JSON-RPC envelope or its result list) or a positions CSV.")],
-            book: BookOption = "main", db: DbOption = None, as_json: JsonOption = False) -> None:
+            book: BookOption = "main", db: DbOption = None, as_json: JsonOption = False,
+            verbose: VerboseOption = 0, csv: CsvOption = None) -> None:
     """Replace the book's positions with a file's (re-importing the same file replaces, never duplicates).
 
     Example: qortcli book import positions.csv --book main
     """
     from qortcli.steps.book import run_book_import
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         summary = run_book_import(open_db(st), file, book=book)
-        emit(st, summary.to_dict(), _render)
+        emit(st, summary.to_dict(), _render, position_rows, POSITION_COLUMNS)
 
 
 @book_app.command("add", context_settings={"ignore_unknown_options": True})
@@ -106,7 +119,8 @@ def add(ctx: typer.Context,
             "--price", help="Entry price: coin per option, USD per coin for a future (default: the latest mark).")] = None,
         suggestion: Annotated[Optional[str], typer.Option(
             "--suggestion", help="Add every leg of a stored suggestion (its id, from `qortcli suggest --json`).")] = None,
-        book: BookOption = "main", db: DbOption = None, as_json: JsonOption = False) -> None:
+        book: BookOption = "main", db: DbOption = None, as_json: JsonOption = False,
+            verbose: VerboseOption = 0, csv: CsvOption = None) -> None:
     """Net one position (or a stored suggestion's legs) into the book.
 
     Examples:
@@ -119,7 +133,7 @@ def add(ctx: typer.Context,
     """
     from qortcli.steps.book import run_book_add, run_book_add_suggestion
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         if suggestion is not None:
             if instrument is not None or size is not None or price is not None:
@@ -132,34 +146,38 @@ def add(ctx: typer.Context,
             if instrument.startswith("-"):
                 raise UsageError(f"unknown option {instrument!r}")
             summary = run_book_add(open_db(st), instrument, size, price=price, book=book)
-        emit(st, summary.to_dict(), _render)
+        emit(st, summary.to_dict(), _render, position_rows, POSITION_COLUMNS)
 
 
 @book_app.command("remove")
 def remove(ctx: typer.Context,
            instrument: Annotated[str, typer.Argument(help="The instrument to drop from the book.")],
-           book: BookOption = "main", db: DbOption = None, as_json: JsonOption = False) -> None:
+           book: BookOption = "main", db: DbOption = None, as_json: JsonOption = False,
+            verbose: VerboseOption = 0, csv: CsvOption = None) -> None:
     """Drop a position from the book.
 
     Example: qortcli book remove BTC-27MAR26-100000-C
     """
     from qortcli.steps.book import run_book_remove
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
-        emit(st, run_book_remove(open_db(st), instrument, book=book).to_dict(), _render)
+        emit(st, run_book_remove(open_db(st), instrument, book=book).to_dict(), _render, position_rows,
+             POSITION_COLUMNS)
 
 
 @book_app.command("list")
 def list_(ctx: typer.Context, book: BookOption = "main",
           history: Annotated[int, typer.Option("--history", min=0, help="How many recent changes to show.")] = 10,
-          db: DbOption = None, as_json: JsonOption = False) -> None:
+          db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+          csv: CsvOption = None) -> None:
     """Show the book's positions and its recent changes.
 
     Example: qortcli book list --book main --history 20
     """
     from qortcli.steps.book import run_book_list
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
-        emit(st, run_book_list(open_db(st), book=book, history=history).to_dict(), _render)
+        emit(st, run_book_list(open_db(st), book=book, history=history).to_dict(), _render, position_rows,
+             POSITION_COLUMNS)

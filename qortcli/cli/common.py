@@ -227,13 +227,15 @@ def write_out(text: str, stream: str = "stdout") -> None:
 Rows = Callable[[Any], list[dict]]
 
 
-def emit(st: State, summary: Any, render: Callable[[Console, Any], None], rows: Rows | None = None) -> None:
-    """Print `summary` as JSON (--json) or through `render` as rich tables; --csv FILE also writes `rows`."""
+def emit(st: State, summary: Any, render: Callable[[Console, Any], None], rows: Rows | None = None,
+         columns: Sequence[str] = ()) -> None:
+    """Print `summary` as JSON (--json) or through `render` as rich tables; --csv FILE also writes `rows`
+    (`columns`: the header written even when there is no row, ahead of any other keys the rows have)."""
     if isinstance(summary, dict) and st.db is not None and "store" not in summary:
         summary = {**summary, "store": st.db.describe()}
     if st.csv_path is not None:
         table = rows(summary) if rows is not None else (summary if isinstance(summary, list) else [summary])
-        text = csv_text(table)
+        text = csv_text(table, columns)
         if st.csv_path == "-":
             write_out(text)
             return
@@ -245,9 +247,10 @@ def emit(st: State, summary: Any, render: Callable[[Console, Any], None], rows: 
         render(console, summary)
 
 
-def csv_text(rows: Sequence[dict]) -> str:
-    """CSV of a list of flat dicts (columns in first-seen order; None → empty; datetimes ISO 8601)."""
-    columns: list[str] = []
+def csv_text(rows: Sequence[dict], columns: Sequence[str] = ()) -> str:
+    """CSV of a list of flat dicts: `columns` first (a header even without rows), then the rows' other keys in
+    first-seen order; None → empty; datetimes ISO 8601."""
+    columns = list(columns)
     for row in rows:
         for key in row:
             if key not in columns:
@@ -268,7 +271,8 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return ";".join(str(_csv_value(v)) for v in value)
     if isinstance(value, dict):
-        return json.dumps(value_to_python(value), default=str)
+        return json.dumps(value_to_python(value), ensure_ascii=False,
+                          default=lambda v: v.isoformat() if isinstance(v, (datetime, date)) else str(v))
     return value
 
 

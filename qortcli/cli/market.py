@@ -11,7 +11,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, handled, open_db, state
+from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, handled, open_db, state
 from qortcli.cli.common import terminal_width as _width
 from qortcli.quant.market import DEFAULT_DEALER, DEALER_CONVENTIONS
 from qortcli.timeutils import DEFAULT_BASIS
@@ -42,10 +42,13 @@ def market(ctx: typer.Context,
                     "--compare-hours names (else no comparison).")] = 3.0,
            basis: Annotated[str, typer.Option(
                "--basis", help="Day count for t_years: ACT/365 (Deribit's) or ACT/365.25.")] = DEFAULT_BASIS,
-           db: DbOption = None, as_json: JsonOption = False) -> None:
+           db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+           csv: CsvOption = None) -> None:
     """Positioning of the latest chain: open interest and volume by strike, put/call ratios, max pain, dealer gamma/delta exposure with the gamma flip, implied moves, and the OI change over the last 24 hours.
 
     Contracts are coin (1 contract = 1 coin); USD notional = contracts x spot index. Max pain is the settlement price minimising the holders' payout, with the coin-settled payoff (a call pays max(S-K,0)/S coin) and with the linear USD payoff. GEX is the USD change of the dealers' delta for a +1 % spot move, from mark IVs (sticky strike), by default with dealers long calls and short puts; the gamma flip is the spot level where net GEX changes sign. Implied move: the ATM straddle (strike nearest the forward) over the forward; 1-sigma range F*exp(+-IV*sqrt(T)). Nothing is written but the run record.
+
+    --csv writes the by-expiry table, one row per currency and expiry, with each expiry's OI change (vols and moves as fractions, full precision); --json carries every table.
 
     Examples:
 
@@ -57,12 +60,33 @@ def market(ctx: typer.Context,
     """
     from qortcli.steps.market import run_market
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         database = open_db(st)
         summary = run_market(database, currency=currency, expiry=expiry, basis=basis, dealer=dealer,
                              compare_hours=compare_hours, tolerance_hours=tolerance_hours)
-        emit(st, summary.to_dict(), lambda _console, view: render(Console(width=_width()), view, rows))
+        emit(st, summary.to_dict(), lambda _console, view: render(Console(width=_width()), view, rows), _rows,
+             CSV_LEAD)
+
+
+#: the identifying columns of `--csv` (then every field of the view's expiry rows, then the OI change)
+CSV_LEAD = ("currency", "snapshot_id", "spot_usd", "expiry_code", "expiry")
+CHANGE_FIELDS = ("oi_calls_before_coin", "oi_puts_before_coin", "oi_calls_change_coin", "oi_puts_change_coin",
+                 "oi_change_coin", "oi_change_usd")
+
+
+def _rows(view: dict) -> list[dict]:
+    """The by-expiry table of every currency as flat rows (raw numbers; OI change empty without a comparison)."""
+    out = []
+    for cur in view["currencies"]:
+        change = cur["change"]
+        by_expiry = {r["expiry_code"]: r for r in (change or {}).get("by_expiry", [])}
+        for row in cur["expiries"]:
+            moved = by_expiry.get(row["expiry_code"], {})
+            out.append({"currency": cur["currency"], "snapshot_id": cur["snapshot_id"], "spot_usd": cur["spot_usd"],
+                        **row, "earlier_snapshot_id": change["earlier_snapshot_id"] if change else None,
+                        **{k: moved.get(k) for k in CHANGE_FIELDS}})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- formatting

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, handled, open_db, state
+from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, handled, open_db, state
 from qortcli.errors import UsageError
 
 DASH = "–"
@@ -299,10 +299,13 @@ def risk(ctx: typer.Context,
              "--skip-missing", help="A book that does not exist or is empty is a quiet skip (exit 0), as in the worker.")] = False,
          basis: Annotated[Optional[str], typer.Option(
              "--basis", help="Day count for T: ACT/365 (Deribit's) or ACT/365.25 (default: \\[pricing] day_count).")] = None,
-         db: DbOption = None, as_json: JsonOption = False) -> None:
+         db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+         csv: CsvOption = None) -> None:
     """Value a book on the latest chain: P/L, coin and USD greeks, the account delta and a scenario grid.
 
     Per position and in total: value and P/L since entry in coin and USD (coin × the spot index); Deribit's USD greeks and the coin greeks (delta_pa = F dV/dF); the account's delta of its USD value (coin held adds +1 per coin) and of its coin value; greeks by expiry. The grid fully revalues every leg on spot moves × vol shifts × horizons from the \\[risk] settings, with vols from the stored SVI surface (sticky moneyness); legs expiring within a horizon settle on the coin payoff. One `risk` document is stored per currency and run.
+
+    --csv writes the whole scenario grid, one row per currency, horizon, vol shift and spot move (P/L since entry in coin and USD, USD value change; shifts and moves as fractions), whatever --horizon shows.
 
     Examples:
 
@@ -314,11 +317,31 @@ def risk(ctx: typer.Context,
     """
     from qortcli.steps.risk import grid_from_settings, run_risk
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         grid = grid_from_settings()
         horizon_indices(grid.horizons_days, horizon)     # a bad --horizon is a usage error before anything runs
         database = open_db(st)
         summary = run_risk(database, book=book, currency=currency, basis=basis, grid=grid,
                            skip_missing=skip_missing).to_dict()
-        emit(st, summary, lambda console, s: render(console, s, horizon))
+        emit(st, summary, lambda console, s: render(console, s, horizon), grid_rows, GRID_COLUMNS)
+
+
+#: `--csv`: one row per grid cell (shifts and moves as fractions, the spot level in spot-USD)
+GRID_COLUMNS = ("book", "currency", "snapshot_id", "horizon_days", "vol_shift", "spot_move", "spot_usd",
+                "pnl_coin", "pnl_usd", "value_change_usd")
+
+
+def grid_rows(summary: dict) -> list[dict]:
+    """Every cell of every currency's scenario grid (all horizons) as a flat row, at full precision."""
+    out = []
+    for report in summary.get("reports") or []:
+        g = report["grid"]
+        for h, horizon in enumerate(g["horizons_days"]):
+            for j, shift in enumerate(g["vol_shifts"]):
+                for m, move in enumerate(g["spot_moves"]):
+                    out.append({"book": report["book"], "currency": report["currency"],
+                                "snapshot_id": report["snapshot_id"], "horizon_days": horizon, "vol_shift": shift,
+                                "spot_move": move, "spot_usd": g["spot_usd"][m], "pnl_coin": g["pnl_coin"][h][j][m],
+                                "pnl_usd": g["pnl_usd"][h][j][m], "value_change_usd": g["value_change_usd"][h][j][m]})
+    return out

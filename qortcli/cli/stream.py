@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, List, Optional
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, err_console, fmt, handled, open_db, state
+from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, emit, err_console, esc, fit_table,
+                                fmt, handled, open_db, pct, state, usd)
 
 HELP = ("Stream live Deribit option marks (websocket) into the store until Ctrl-C / SIGTERM or --duration.\n\n"
         "Seeds each currency's chain from REST, subscribes to markprice.options, deribit_price_index and "
@@ -18,6 +18,8 @@ HELP = ("Stream live Deribit option marks (websocket) into the store until Ctrl-
         "`collect deribit` does, so price, surface, suggest and the history keep working from the stream alone. "
         "Reconnects with backoff (a gap is re-seeded from REST), answers heartbeats, backs off on rate limits; "
         "on SIGTERM it writes the last live marks and a final snapshot, then exits 0.\n\n"
+        "The live status line goes to stderr; the session summary is printed when the stream stops, and --csv FILE "
+        "then writes it as one row per currency (its last index, ATM IV and RR25, with the session's counters).\n\n"
         "Examples:\n\n"
         "  qortcli stream                                  # BTC and ETH, a snapshot every 5 minutes\n\n"
         "  qortcli stream --currency BTC --duration 10m    # ten minutes of BTC, then exit\n\n"
@@ -37,10 +39,11 @@ def stream(ctx: typer.Context,
                "--snapshot-every", help="Store a complete snapshot this often: 30s, 5m, 1h.")] = "5m",
            duration: Annotated[Optional[str], typer.Option(
                "--duration", help="Stop after this long (default: run until Ctrl-C / SIGTERM): 90s, 10m, 2h.")] = None,
-           db: DbOption = None, as_json: JsonOption = False) -> None:
+           db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0,
+           csv: CsvOption = None) -> None:
     from qortcli.steps.stream import run_stream
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         database = open_db(st)
         try:
@@ -56,7 +59,22 @@ def stream(ctx: typer.Context,
                                          status=lambda s: live.update(status_line(s)))
         finally:
             database.close()
-        emit(st, summary, _render)
+        emit(st, summary, _render, _rows, CSV_COLUMNS)
+
+
+#: `--csv` (at the end of the session): per currency its last live figures, then the session's counters
+SESSION_FIELDS = ("started_at", "ended_at", "stop_reason", "messages", "updates", "live_writes", "snapshots",
+                  "reconnects", "malformed")
+CSV_COLUMNS = ("currency", "instruments", "index_usd", "atm_iv_30d_marks", "rr25_front_marks", "marks_age_s",
+               *SESSION_FIELDS, "latency_p50_ms", "latency_p99_ms", "last_snapshot_id")
+
+
+def _rows(summary: dict) -> list[dict]:
+    session = {k: summary.get(k) for k in SESSION_FIELDS}
+    lat = summary.get("latency_ms") or {}
+    last = summary["snapshot_ids"][-1] if summary.get("snapshot_ids") else None
+    return [{**{k: c.get(k) for k in CSV_COLUMNS[:6]}, **session, "latency_p50_ms": lat.get("p50"),
+             "latency_p99_ms": lat.get("p99"), "last_snapshot_id": last} for c in summary["live"]]
 
 
 def status_line(status) -> Text:
@@ -95,13 +113,11 @@ def _ms(x) -> str:
 
 
 def _render(console, summary: dict) -> None:
-    table = Table(title=f"Stream session ({summary['stop_reason']})", title_justify="left")
-    for col in ("currency", "instruments", "index USD", "ATM IV 30d", "RR25 front"):
-        table.add_column(col, justify="left" if col == "currency" else "right")
-    for c in summary["live"]:
-        table.add_row(c["currency"], str(c["instruments"]), _usd(c["index_usd"]), _pct(c["atm_iv_30d_marks"]),
-                      _pts(c["rr25_front_marks"]))
-    console.print(table)
+    columns = [Column("currency", "left"), Column("instruments"), Column("index USD"), Column("ATM IV 30d"),
+               Column("RR25 front")]
+    cells = [[esc(c["currency"]), f"{c['instruments']:,}", usd(c["index_usd"]), pct(c["atm_iv_30d_marks"]),
+              pct(c["rr25_front_marks"])] for c in summary["live"]]
+    console.print(fit_table(f"Stream session ({esc(summary['stop_reason'])}) · marks", columns, cells))
     lat = summary["latency_ms"]
     console.print(f"{summary['messages']:,} messages, {summary['updates']:,} updates, {summary['live_writes']:,} "
                   f"live_marks writes (arrival→write p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}), "
@@ -109,5 +125,5 @@ def _render(console, summary: dict) -> None:
                   f"{summary['malformed']} malformed message(s) skipped", highlight=False)
     if summary["snapshot_ids"]:
         console.print(f"snapshots: {', '.join(summary['snapshot_ids'][-6:])}", highlight=False)
-    console.print(f"from {fmt(summary['started_at'])} to {fmt(summary['ended_at'])} UTC · {summary['url']}",
+    console.print(f"from {fmt(summary['started_at'])} to {fmt(summary['ended_at'])} UTC · {esc(summary['url'])}",
                   highlight=False)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -13,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import DbOption, JsonOption, emit, handled, open_db, state
+from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, handled, open_db, state
 from qortcli.cli.common import terminal_width as _width
 from qortcli.cli.market import Column, _fitted
 from qortcli.errors import UsageError
@@ -38,13 +36,12 @@ def vol(ctx: typer.Context,
             "--as-of", metavar="YYYY-MM-DD[THH:MM]",
             help="Use only data up to this UTC moment (a day: its end): price days up to its day, summaries taken "
                  "at or before it; default: everything stored.")] = None,
-        csv_file: Annotated[Optional[Path], typer.Option(
-            "--csv", metavar="FILE", help="Also write every table figure to FILE as CSV "
-                                          "(currency, source, as_of, table, row, field, value).")] = None,
-        db: DbOption = None, as_json: JsonOption = False) -> None:
+        db: DbOption = None, as_json: JsonOption = False, verbose: VerboseOption = 0, csv: CsvOption = None) -> None:
     """Volatility intelligence from the stored history: IV rank and percentile, realised vol, the vol cone, the variance premium, and 7- and 30-day realised-vol forecasts scored out of sample.
 
     Inputs: the daily prices (price_data) and the per-snapshot summaries (written by `qortcli surface`; `qortcli surface --backfill` fills missing ones), one point per UTC day. Vols are annualised (365 days a year on ACT/365); realised vol is close-to-close unless named (Parkinson, Garman-Klass from OHLC); a missing price day is never bridged. Rank = (x - min)/(max - min) and percentile = share of earlier points below x over 30/90/180/365 days, each with the points and the span it covers (n/a below 20 points). Forecasts: HAR-RV (OLS), GARCH(1,1) and GJR-GARCH with Student-t errors (arch), the naive "RV persists" and implied vol itself; scored on rolling out-of-sample origins (weekly refits, two-year training window) by QLIKE and MSE on annualised variance. The result is stored in vol_forecasts (one document per currency, IV source and as-of day: re-running replaces it).
+
+    --csv writes the forecasts with their out-of-sample scores, one row per currency, model and horizon (vols as annualised fractions, QLIKE/MSE on annualised variance, full precision); --json carries every figure.
 
     Examples:
 
@@ -58,17 +55,13 @@ def vol(ctx: typer.Context,
     """
     from qortcli.steps.vol import run_vol
 
-    st = state(ctx, db, as_json)
+    st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         now = parse_as_of(as_of)
-        if csv_file is not None and not csv_file.expanduser().parent.is_dir():
-            raise UsageError(f"--csv {csv_file}: the directory {csv_file.expanduser().parent} does not exist")
         database = open_db(st)
         summary = run_vol(database, currency=currency, source=source, now=now)
-        view = summary.to_dict()
-        if csv_file is not None:
-            view["csv"] = str(write_csv(view, csv_file))
-        emit(st, view, lambda _console, v: render(Console(width=_width()), v))
+        emit(st, summary.to_dict(), lambda _console, v: render(Console(width=_width()), v), forecast_rows,
+             FORECAST_COLUMNS)
 
 
 def parse_as_of(text: str | None) -> datetime | None:
@@ -176,8 +169,6 @@ def render(console: Console, view: dict) -> None:
             console.print(f"\n[bold]{escape(cur['currency'])}[/]: {escape(cur['reason'])}", highlight=False)
             continue
         _render_currency(console, cur)
-    if view.get("csv"):
-        console.print(f"\nCSV written: {escape(view['csv'])}", highlight=False)
 
 
 def _render_currency(console: Console, cur: dict) -> None:
@@ -407,56 +398,33 @@ def _score_notes(console: Console, cur: dict) -> None:
 
 # ----------------------------------------------------------------------------------------------- CSV
 
-FIELDS = ("currency", "source", "as_of", "table", "row", "field", "value")
+#: `--csv`: one row per currency, model and horizon; forecast_* from the last price day, the scores out of sample
+FORECAST_COLUMNS = ("currency", "source", "as_of", "model", "horizon_days", "origin", "target_start", "target_end",
+                    "forecast_vol", "forecast_variance", "n_obs", "fitted_through", "forecast_reason", "n_scored",
+                    "qlike", "mse", "rmse_vol", "mean_forecast_vol", "mean_realised_vol", "score_reason", "best")
 
 
-def csv_rows(view: dict) -> Iterator[dict]:
-    """Every table figure of the view as tidy rows (currency, source, as_of, table, row, field, value)."""
+def forecast_rows(view: dict) -> list[dict]:
+    """The forecast and out-of-sample score tables of every currency as flat rows: `best` marks the model with
+    the lowest QLIKE at that horizon (the ★ of the table). Currencies without a result have no row."""
+    out = []
     for cur in view["currencies"]:
-        base = {"currency": cur["currency"], "source": cur.get("source"), "as_of": _day(cur.get("as_of"))}
         if cur.get("reason"):
-            yield {**base, "table": "status", "row": "", "field": "reason", "value": cur["reason"]}
             continue
-
-        def rows(table, label, record, fields):
-            for f in fields:
-                yield {**base, "table": table, "row": label, "field": f, "value": record.get(f)}
-
-        for r in cur["ranks"]:
-            yield from rows("ranks", f"{r['column']} {r['lookback_days']}d", r,
-                            ("value", "rank", "percentile", "n_points", "span_start", "span_end", "covers_lookback",
-                             "reason"))
-        for r in cur["realised"]:
-            yield from rows("realised", f"{r['estimator']} {r['window_days']}d", r,
-                            ("vol", "n_returns", "n_missing_days", "n_gap_returns", "n_bad_bars", "span_start",
-                             "span_end", "reason"))
-        for r in cur["cone"]["rows"]:
-            yield from rows("cone", f"{r['window_days']}d", r,
-                            ("min", "q25", "median", "q75", "max", "current_rv", "current_iv", "iv_percentile", "n",
-                             "reason"))
-        for r in cur["premium"]["now"]:
-            yield from rows("premium", f"{r['tenor_days']}d", r,
-                            ("day", "iv", "rv", "premium_vol", "premium_variance", "reason"))
-        for r in cur["forecasts"]:
-            yield from rows("forecasts", f"{r['model']} {r['horizon_days']}d", r,
-                            ("vol", "variance", "origin", "target_end", "n_obs", "reason"))
-        for r in cur["best"]:
-            yield from rows("best", f"{r['horizon_days']}d", r, ("model", "score", "implied_score", "n_scored", "vol",
-                                                                   "reason"))
-        for r in (cur.get("evaluation") or {}).get("scores", []):
-            yield from rows("scores", f"{r['model']} {r['horizon_days']}d", r,
-                            ("qlike", "mse", "rmse_vol", "n", "mean_forecast_vol", "mean_realised_vol", "reason"))
-
-
-def write_csv(view: dict, path: Path) -> Path:
-    """Write `csv_rows(view)` to `path` (UsageError if it cannot be written)."""
-    path = Path(path).expanduser()
-    try:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=FIELDS)
-            writer.writeheader()
-            for row in csv_rows(view):
-                writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    except OSError as exc:
-        raise UsageError(f"--csv {path}: cannot write ({exc.strerror or exc})") from None
-    return path
+        forecasts = {(f["model"], f["horizon_days"]): f for f in cur["forecasts"]}
+        scores = {(s["model"], s["horizon_days"]): s for s in (cur.get("evaluation") or {}).get("scores", [])}
+        best = _best_models(cur)
+        keys = sorted(forecasts.keys() | scores.keys(),
+                      key=lambda k: (k[1], MODELS.index(k[0]) if k[0] in MODELS else len(MODELS), k[0]))
+        for model, horizon in keys:
+            f, s = forecasts.get((model, horizon), {}), scores.get((model, horizon), {})
+            out.append({"currency": cur["currency"], "source": cur["source"], "as_of": cur["as_of"], "model": model,
+                        "horizon_days": horizon, "origin": f.get("origin"), "target_start": f.get("target_start"),
+                        "target_end": f.get("target_end"), "forecast_vol": f.get("vol"),
+                        "forecast_variance": f.get("variance"), "n_obs": f.get("n_obs"),
+                        "fitted_through": f.get("fitted_through"), "forecast_reason": f.get("reason"),
+                        "n_scored": s.get("n"), "qlike": s.get("qlike"), "mse": s.get("mse"),
+                        "rmse_vol": s.get("rmse_vol"), "mean_forecast_vol": s.get("mean_forecast_vol"),
+                        "mean_realised_vol": s.get("mean_realised_vol"), "score_reason": s.get("reason"),
+                        "best": best.get(horizon) == model})
+    return out
