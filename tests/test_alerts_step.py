@@ -400,7 +400,17 @@ def test_cli_list_ack_test_run_status_and_viewer(store, tmp_path, monkeypatch):
     assert "delivery failed for team" in runner.invoke(app, ["alerts", "test"]).output
     cli("alerts", "test", code=1)
     monkeypatch.setenv("QORT_SETTINGS", str(write_settings(tmp_path, "none", 'collect_deribit = { every = "5m" }', "")))
-    assert "no alert target configured" in runner.invoke(app, ["alerts", "test"]).output
+    unset = runner.invoke(app, ["alerts", "test"])
+    assert unset.exit_code == 1 and "no alert target configured" in unset.output
+    assert "QORT_ALERTS_WEBHOOK_URL is not set" in unset.output      # the packaged webhook, off until its variable is set
+    log_only = write_settings(tmp_path, "log", 'collect_deribit = { every = "5m" }',
+                              f'[alerts]\nlog_file = "{tmp_path / "only.jsonl"}"\n')
+    monkeypatch.setenv("QORT_SETTINGS", str(log_only))
+    tested = json.loads(cli("alerts", "test", "--json"))          # the log is a target; the unset webhook is no failure
+    assert tested["ok"] and [t["target"] for t in tested["targets"]] == ["log"]
+    assert tested["off"] == [{"target": "default", "reason": "QORT_ALERTS_WEBHOOK_URL is not set"}]
+    assert "webhook default is off" in cli("alerts", "test")
+    assert json.loads((tmp_path / "only.jsonl").read_text().splitlines()[-1])["alert"]["rule"] == "test"
 
 
 def test_no_webhook_url_in_any_output_document_or_log_line(store, tmp_path, monkeypatch, caplog):

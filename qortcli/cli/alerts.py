@@ -181,6 +181,8 @@ def _render_test(_console_unused, summary: dict) -> None:
               str(len(r["attempts"])), f"{sum(a['seconds'] for a in r['attempts']):.2f}", esc(r["error"] or "")]
              for r in summary["targets"]]
     console.print(fit_table("Sample alert sent to every configured target", columns, cells, width=console.width))
+    for off in summary.get("off", []):
+        console.print(f"[dim]webhook {esc(off['target'])} is off: {esc(off['reason'])}[/]", highlight=False)
 
 
 @alerts_app.command("test")

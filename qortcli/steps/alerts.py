@@ -299,8 +299,9 @@ def sample_alert(now: datetime) -> dict:
 
 
 def test_targets(settings: AlertSettings | dict | None = None, now: datetime | None = None) -> dict:
-    """Send a sample alert to every configured target (each webhook, the log file) and report each result.
-    StepError when no target is configured."""
+    """Send a sample alert to every configured target (each webhook with a URL, the log file) and report each
+    result; webhooks whose `url_env` is unset are listed under "off" (not sent to, not failures). StepError when
+    no target is configured."""
     settings = _settings(settings)
     now = _now(now)
     if not any(w.url for w in settings.webhooks) and settings.log_file is None:
@@ -309,10 +310,11 @@ def test_targets(settings: AlertSettings | dict | None = None, now: datetime | N
                         "[alerts] log_file = \"PATH\" to the settings" + (f" ({unset})" if unset else ""))
     alert = sample_alert(now)
     deadline = time.monotonic() + settings.delivery_budget_s
-    results = [deliver_mod.post_webhook(w, alert, deadline=deadline).as_dict() for w in settings.webhooks]
+    results = [deliver_mod.post_webhook(w, alert, deadline=deadline).as_dict() for w in settings.webhooks if w.url]
     if settings.log_file is not None:
         results.append(deliver_mod.append_log(settings.log_file, "test", alert, now).as_dict())
-    return {"action": "test", "now": now, "alert": deliver_mod.alert_view(alert), "targets": results,
+    off = [{"target": w.name, "reason": w.missing or "no URL"} for w in settings.webhooks if not w.url]
+    return {"action": "test", "now": now, "alert": deliver_mod.alert_view(alert), "targets": results, "off": off,
             "ok": all(r["ok"] for r in results)}
 
 
