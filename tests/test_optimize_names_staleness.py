@@ -171,3 +171,5 @@ def test_suggest_refuses_expired_expiries_on_the_latest_snapshot(db):
     # as of the snapshot's own time (recorded data), 27MAR26 is tradeable
     hist = run_suggest(db, expiry="27MAR26", strategies=["short_strangle"], top=0, now=later, as_of_snapshot=True)
     assert hist["currencies"][0]["expiry"] == "27MAR26"
+    # ... and its inputs are judged then: the chain is fresh at its own time, the 2023 prices are still stale
+    assert [n["job"] for n in hist["currencies"][0]["stale"]] == ["collect_prices"]

@@ -97,7 +97,7 @@ def _render(console, s: dict) -> None:
         if r["strike_usd"] == s["atm_strike_usd"]:
             strike = f"[bold yellow]{strike}[/]"
         cells.append(side("call", calls, itm_call) + [strike] + side("put", _SIDE, not itm_call))
-    days = s["t_years"] * 365.0
+    days = s["t_days"]
     title = (f"[bold]{esc(s['currency'])} {esc(s['expiry'])}[/] calls | strike | puts · forward "
              f"{usd(s['forward_usd'])} USD · spot {usd(s['index_usd'])} USD · T {num(s['t_years'], 3)} y "
              f"({days:.1f} d) · {s['strikes_shown']} of {s['strikes_listed']} strikes")

@@ -13,7 +13,7 @@ from rich.table import Table
 from qortcli.cli.app import app
 from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, handled, open_db, state
 from qortcli.cli.common import terminal_width as _width
-from qortcli.quant.market import DEFAULT_DEALER, DEALER_CONVENTIONS
+from qortcli.quant.dealer import DEFAULT_DEALER, DEALER_CONVENTIONS
 from qortcli.timeutils import DEFAULT_BASIS
 
 BAR_WIDTHS = (14, 10, 8, 6, 4)

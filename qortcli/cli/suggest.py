@@ -14,7 +14,6 @@ from qortcli.cli.app import app
 from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, coin, console, emit, esc,
                                 fit_table, fmt, handled, note, num, open_db, pct, state, usd)
 
-from qortcli.steps.suggest import _PERCENT_KEYS as VOL_KEYS  # rule inputs/thresholds shown in percent
 
 
 @app.command()
@@ -114,6 +113,8 @@ def _at(value) -> str:
 
 
 def _value(key: str, value) -> str:
+    from qortcli.steps.suggest import _PERCENT_KEYS as VOL_KEYS  # rule inputs/thresholds shown in percent
+
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d")
     if key in VOL_KEYS:

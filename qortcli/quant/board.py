@@ -49,10 +49,11 @@ def expiry_codes(frame: pd.DataFrame) -> list[str]:
     return [str(c) for c in seen["expiry_code"]]
 
 
-def default_expiry(frame: pd.DataFrame, target_days: float = 30.0) -> str:
-    """The listed expiry nearest `target_days` from the snapshot (ties: the earlier one)."""
+def default_expiry(frame: pd.DataFrame, days_per_year: float, target_days: float = 30.0) -> str:
+    """The listed expiry nearest `target_days` (calendar days, on the frame's basis of `days_per_year`) from the
+    snapshot (ties: the earlier one)."""
     per = frame.drop_duplicates("expiry_code").sort_values("expiry")
-    gap = (per["t_years"].to_numpy(dtype=float) * 365.0 - target_days)
+    gap = (per["t_years"].to_numpy(dtype=float) * days_per_year - target_days)
     return str(per["expiry_code"].iloc[int(np.argmin(np.abs(gap)))])
 
 

@@ -85,6 +85,7 @@ import numpy as np
 import pandas as pd
 
 from qortcli.quant import black76
+from qortcli.quant.dealer import DEALER_CONVENTIONS, DEALER_DESCRIPTIONS, DEFAULT_DEALER  # noqa: F401 (re-exported)
 
 __all__ = ["REQUIRED_COLUMNS", "DEALER_CONVENTIONS", "DEALER_DESCRIPTIONS", "DEFAULT_DEALER", "DealerSigns", "SpotGrid", "MarketTotals",
            "MarketStatistics", "OIChangeTotals", "OIChanges", "EXPIRY_COLUMNS", "STRIKE_COLUMNS", "ALL",
@@ -93,18 +94,6 @@ __all__ = ["REQUIRED_COLUMNS", "DEALER_CONVENTIONS", "DEALER_DESCRIPTIONS", "DEF
 ALL = "ALL"
 REQUIRED_COLUMNS = ("instrument", "is_call", "strike_usd", "expiry", "expiry_code", "t_years", "forward_usd",
                     "expiry_forward_usd", "index_usd", "mark_coin", "mark_iv", "open_interest_coin", "volume_coin")
-
-#: convention name → (sign of the dealers' call position, sign of their put position)
-DEALER_CONVENTIONS = {"long-calls-short-puts": (1, -1), "short-calls-long-puts": (-1, 1),
-                      "long-all": (1, 1), "short-all": (-1, -1)}
-DEFAULT_DEALER = "long-calls-short-puts"
-#: convention name → what it assumes, in words
-DEALER_DESCRIPTIONS = {
-    "long-calls-short-puts": "dealers long calls, short puts (customers net short calls, net long puts)",
-    "short-calls-long-puts": "dealers short calls, long puts (customers net long calls, net short puts)",
-    "long-all": "dealers long every option (customers net short all)",
-    "short-all": "dealers short every option (customers net long all)",
-}
 
 #: columns of `MarketStatistics.expiries` / `.overall` (one row per expiry; "ALL": all expiries together)
 EXPIRY_COLUMNS = (

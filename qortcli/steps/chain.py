@@ -13,7 +13,7 @@ from qortcli.quant import board as board_mod
 from qortcli.steps.common import check_currency, currencies_to_process, staleness
 from qortcli.steps.price import parse_expiry_code
 from qortcli.store import read
-from qortcli.timeutils import DEFAULT_BASIS, require_utc
+from qortcli.timeutils import BASES, DEFAULT_BASIS, require_utc
 
 
 def parse_strikes(text: str | int | None) -> int | None:
@@ -53,7 +53,7 @@ def run_chain(db, currency: str | None = None, expiry: str | None = None, strike
     `currency` (default: the first currency the store has). UsageError for an unknown currency, expiry,
     strike count, delta range, sort or a negative --min-oi — before anything is read.
 
-    Returns {"currency", "snapshot_id", "timestamp", "source", "expiry", "expiry_date", "t_years",
+    Returns {"currency", "snapshot_id", "timestamp", "source", "expiry", "expiry_date", "t_years", "t_days", "basis",
     "forward_usd", "index_usd", "atm_strike_usd", "expiries", "strikes_listed", "strikes_shown", "filters",
     "stale" (a note or None), "rows": [one flat dict per strike: strike_usd, itm_call, call_* and put_*]}.
     """
@@ -69,7 +69,7 @@ def run_chain(db, currency: str | None = None, expiry: str | None = None, strike
     frame = chain.frame
     listed = board_mod.expiry_codes(frame)
     if wanted is None:
-        wanted = board_mod.default_expiry(frame)
+        wanted = board_mod.default_expiry(frame, BASES[basis])
     elif wanted not in listed:
         when = datetime.strptime(wanted, "%d%b%y").replace(hour=8, tzinfo=chain.snapshot.timestamp.tzinfo)
         taken = require_utc(chain.snapshot.timestamp, "snapshot time")
@@ -83,6 +83,7 @@ def run_chain(db, currency: str | None = None, expiry: str | None = None, strike
     snap = chain.snapshot
     return {"currency": cur, "snapshot_id": snap.snapshot_id, "timestamp": snap.timestamp, "source": snap.source,
             "expiry": b.expiry_code, "expiry_date": b.expiry.to_pydatetime(), "t_years": b.t_years,
+            "t_days": b.t_years * BASES[basis], "basis": basis,
             "forward_usd": b.forward_usd, "index_usd": b.index_usd, "atm_strike_usd": b.atm_strike_usd,
             "expiries": listed, "strikes_listed": len(b.rows), "strikes_shown": len(shown),
             "filters": {"strikes": "all" if count is None else count, "delta": list(band) if band else None,

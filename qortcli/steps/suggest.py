@@ -455,11 +455,12 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
             surface = read.surface_at(db, snap["_id"])
             regime = measure_regime(db, cur, snap, chain, expiries, chosen, cfg, surface)
             stale = []
-            if not snapshot_id:
+            if not snapshot_id:   # as of the snapshot's own time (--as-of-snapshot), the inputs are judged then
+                judged_at = taken if as_of_snapshot else now
                 stale = [n for n in (
-                    staleness(f"{cur} snapshot {snap['_id']}", taken, "collect_deribit", now),
+                    staleness(f"{cur} snapshot {snap['_id']}", taken, "collect_deribit", judged_at),
                     staleness(f"{cur} price_data (realised-vol window ends {regime['rv_end']:%Y-%m-%d})",
-                              as_utc(regime["rv_end"]) + timedelta(days=1), "collect_prices", now)
+                              as_utc(regime["rv_end"]) + timedelta(days=1), "collect_prices", judged_at)
                     if regime.get("rv_end") is not None else None) if n]
             stale_all += stale
             rules = strat.evaluate_rules(regime, cfg)
