@@ -63,6 +63,13 @@ class Chain(NamedTuple):
 
 # ------------------------------------------------------------------------------------------ snapshots
 
+def _window(start: datetime | None, end: datetime | None) -> dict:
+    """{"timestamp": {"$gte": start, "$lte": end}} for the bounds given (UTC), {} for none."""
+    span = {op: require_utc(when, name) for op, when, name in (("$gte", start, "start"), ("$lte", end, "end"))
+            if when is not None}
+    return {"timestamp": span} if span else {}
+
+
 def _snapshot_query(currency: str | None) -> dict:
     query: dict = {"kind": "options", "status": COMPLETE}
     if currency:
@@ -102,13 +109,7 @@ def snapshots(db, currency: str | None = None, start: datetime | None = None, en
               limit: int | None = None, newest_first: bool = False) -> list[SnapshotInfo]:
     """Complete options snapshots (of `currency`) with start ≤ timestamp ≤ end, oldest first."""
     query = _snapshot_query(currency)
-    span: dict = {}
-    if start is not None:
-        span["$gte"] = require_utc(start, "start")
-    if end is not None:
-        span["$lte"] = require_utc(end, "end")
-    if span:
-        query["timestamp"] = span
+    query.update(_window(start, end))
     cursor = db[schema.SNAPSHOTS].find(query).sort("timestamp", -1 if newest_first else 1)
     if limit:
         cursor = cursor.limit(int(limit))
@@ -175,13 +176,7 @@ def price_series(db, symbol: str, start: datetime | None = None, end: datetime |
     """Daily bars of one ticker (e.g. "BTC") from `price_data`: index = UTC day (DatetimeIndex, tz UTC),
     columns open, high, low, close, adj_close (USD), volume (USD 24 h, Yahoo's). Empty frame if none."""
     query: dict = {"symbol": symbol}
-    span: dict = {}
-    if start is not None:
-        span["$gte"] = require_utc(start, "start")
-    if end is not None:
-        span["$lte"] = require_utc(end, "end")
-    if span:
-        query["timestamp"] = span
+    query.update(_window(start, end))
     docs = list(db[schema.PRICES].find(query, {"timestamp": 1, "open": 1, "high": 1, "low": 1, "close": 1,
                                                "adj_close": 1, "volume_24h": 1}).sort("timestamp", 1))
     index = pd.DatetimeIndex([as_utc(d["timestamp"]) for d in docs], name="day")
@@ -226,13 +221,7 @@ def summary_series(db, currency: str, start: datetime | None = None, end: dateti
     if resolution not in ("snapshot", "day"):
         raise ValueError(f"resolution must be 'snapshot' or 'day', got {resolution!r}")
     query: dict = {"currency": currency.upper(), "resolution": resolution}
-    span: dict = {}
-    if start is not None:
-        span["$gte"] = require_utc(start, "start")
-    if end is not None:
-        span["$lte"] = require_utc(end, "end")
-    if span:
-        query["timestamp"] = span
+    query.update(_window(start, end))
     docs = list(db[schema.SUMMARIES].find(query).sort("timestamp", 1))
     if not docs:
         return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
