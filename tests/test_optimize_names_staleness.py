@@ -6,6 +6,7 @@ Prices: three recorded coins (BTC, ETH, LINK), 2022-10-01…2023-03-31 of tests/
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -173,3 +174,29 @@ def test_suggest_refuses_expired_expiries_on_the_latest_snapshot(db):
     assert hist["currencies"][0]["expiry"] == "27MAR26"
     # ... and its inputs are judged then: the chain is fresh at its own time, the 2023 prices are still stale
     assert [n["job"] for n in hist["currencies"][0]["stale"]] == ["collect_prices"]
+
+
+def test_suggest_waits_for_price_on_a_chain_collected_without_greeks(tmp_path):
+    """The worker's suggest can run between a collect and its price: a newest chain without deltas (a book
+    summary has no greeks) gives way to the newest priced one, with a note, instead of failing the run."""
+    from qortcli.steps.collect import run_collect_file
+    from qortcli.steps.price import run_price
+    from qortcli.steps.suggest import run_suggest
+
+    db = connect(str(tmp_path / "db"))
+    book = json.loads((FIXTURES / "goodtrading_book_summary_BTC_option_20260313.json").read_text())
+    run_collect_file(db, FIXTURES / "goodtrading_book_summary_BTC_option_20260313.json")
+    run_price(db)
+    later = dict(book, result=[dict(r, creation_timestamp=r["creation_timestamp"] + 300_000) for r in book["result"]])
+    (tmp_path / "later.json").write_text(json.dumps(later))
+    run_collect_file(db, tmp_path / "later.json")              # 5 minutes on, not priced
+    taken = datetime(2026, 3, 13, 19, 5, 15, tzinfo=timezone.utc)
+    out = run_suggest(db, strategies=["short_strangle"], top=0, now=taken + timedelta(minutes=1))
+    cur = out["currencies"][0]
+    assert cur["snapshot_id"] == "BTC-20260313T190015Z"                # the priced one
+    assert cur["stale"][0]["job"] == "price" and "BTC-20260313T190515Z has no deltas yet" in cur["stale"][0]["message"]
+    run_price(db)                                                      # once priced, the newest is used
+    again = run_suggest(db, strategies=["short_strangle"], top=0, now=taken + timedelta(minutes=1))
+    assert again["currencies"][0]["snapshot_id"] == "BTC-20260313T190515Z"
+    assert all(n["job"] != "price" for n in again["currencies"][0]["stale"])
+    db.close()

@@ -403,6 +403,10 @@ def _snapshot(db, currency: str, snapshot_id: str | None) -> dict:
         if snapshot_id:
             raise UsageError(f"--snapshot {snapshot_id}: no complete snapshot with that id in the store")
         raise StepError(f"no complete {currency} options snapshot: run `qortcli collect` first")
+    return _record(info)
+
+
+def _record(info: read.SnapshotInfo) -> dict:
     return {"_id": info.snapshot_id, "currency": info.currency, "timestamp": info.timestamp, "source": info.source}
 
 
@@ -443,9 +447,19 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
         results, docs, stale_all = [], [], []
         for cur in currencies:
             snap = _snapshot(db, cur, snapshot_id)
+            chain = load_chain(db, snap, cfg["day_count"])
+            unpriced = None
+            if not snapshot_id and not chain.empty and chain["delta"].isna().all():
+                # a chain just collected without greeks, not priced yet: the newest one `price` has finished
+                priced = read.latest_priced_snapshot(db, cur)
+                if priced is not None and priced.snapshot_id != snap["_id"]:
+                    unpriced = {"input": f"{cur} snapshot {snap['_id']}", "as_of": snap["timestamp"], "job": "price",
+                                "message": f"{cur} snapshot {snap['_id']} has no deltas yet (not priced): suggesting "
+                                           f"on {priced.snapshot_id}, the newest priced one"}
+                    snap = _record(priced)
+                    chain = load_chain(db, snap, cfg["day_count"])
             taken = as_utc(snap["timestamp"])
             tradeable_after = None if (snapshot_id or as_of_snapshot) else now
-            chain = load_chain(db, snap, cfg["day_count"])
             if chain.empty:
                 raise StepError(f"snapshot {snap['_id']} has no unexpired option")
             if chain["delta"].isna().all():
@@ -462,6 +476,8 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
                     staleness(f"{cur} price_data (realised-vol window ends {regime['rv_end']:%Y-%m-%d})",
                               as_utc(regime["rv_end"]) + timedelta(days=1), "collect_prices", judged_at)
                     if regime.get("rv_end") is not None else None) if n]
+            if unpriced is not None:
+                stale.insert(0, unpriced)
             stale_all += stale
             rules = strat.evaluate_rules(regime, cfg)
             ranked = strat.rank_strategies(rules, top, strategies)

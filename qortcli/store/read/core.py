@@ -25,7 +25,7 @@ from qortcli.store.frames import DOC_FIELDS, chain_frame
 from qortcli.timeutils import DEFAULT_BASIS, as_utc, require_utc
 
 __all__ = ["COMPLETE", "NO_SNAPSHOT", "SUMMARY_TENORS_DAYS", "SnapshotInfo", "Chain", "currencies",
-           "latest_snapshot", "snapshot_near", "snapshot_info", "snapshots", "latest_chain", "chain_at", "marks_at",
+           "latest_snapshot", "latest_priced_snapshot", "snapshot_near", "snapshot_info", "snapshots", "latest_chain", "chain_at", "marks_at",
            "PRICE_COLUMNS", "price_series", "last_price_day", "surface_at", "latest_surface", "summary_series",
            "summary_history", "summary_at", "latest_summary"]
 
@@ -90,6 +90,16 @@ def latest_snapshot(db, currency: str, before: datetime | None = None) -> Snapsh
         query["timestamp"] = {"$lte": require_utc(before, "before")}
     found = list(db[schema.SNAPSHOTS].find(query).sort("timestamp", -1).limit(1))
     return SnapshotInfo.from_doc(found[0]) if found else None
+
+
+def latest_priced_snapshot(db, currency: str, scan: int = 12) -> SnapshotInfo | None:
+    """The newest of the last `scan` complete snapshots of `currency` that `price` has finished (its `priced`
+    record set), or None: a reader needing model fields while a new chain is collected but not yet priced."""
+    found = db[schema.SNAPSHOTS].find(_snapshot_query(currency)).sort("timestamp", -1).limit(int(scan))
+    for doc in found:
+        if doc.get("priced"):
+            return SnapshotInfo.from_doc(doc)
+    return None
 
 
 def snapshot_near(db, currency: str, when: datetime) -> SnapshotInfo | None:
