@@ -6,7 +6,7 @@
 A local replay server on 127.0.0.1 serves the 28 recorded January chains (tests/fixtures, BTC and ETH) as
 Deribit's `get_book_summary_by_currency`, one new chain per call (then the last one again), with
 `get_instruments` and `get_index_price` built from the same rows. The worker (`qortcli worker`) collects every
-`--every` seconds, prices and fits each chain and suggests/tracks every minute, on an embedded store in a temp
+`--every` seconds, prices, fits and suggests on each chain (as of its own time) and tracks every minute, on an embedded store in a temp
 dir. At the same time, for `--minutes`:
   - the viewer's page loads (`qortview.queries.PAGE_LOADS`, read-only handle) run in a loop;
   - three CLI readers run in loops: `qortcli status --json`, `qortcli market --json` and a reader that checks
@@ -93,13 +93,14 @@ def book_summaries() -> tuple[dict, dict]:
 
 
 def settings_file(folder: Path, every_s: int) -> Path:
-    """The packaged settings with a short schedule: collect every `every_s`, price/surface after, suggest and
-    track every minute; daily jobs off."""
+    """The packaged settings with a short schedule: collect every `every_s`, price, surface and suggest (as of
+    each recorded chain's own time) after it, track every minute; daily jobs off."""
     text = (ROOT / "qortcli" / "data" / "settings.toml").read_text()
     head, _, rest = text.partition("[schedule.jobs]")
     tail = rest[rest.find("\n["):] if "\n[" in rest else ""
     jobs = (f'[schedule.jobs]\ncollect_deribit = {{ every = "{every_s}s" }}\nprice = {{ after = "collect_deribit" }}\n'
-            'surface = { after = "price" }\nsuggest = { every = "60s" }\ntrack = { every = "60s" }\n'
+            'surface = { after = "price" }\nsuggest = { after = "surface", args = { as_of_snapshot = true } }\n'
+            'track = { every = "60s" }\n'
             'collect_prices = { cron = "10 0 * * *", enabled = false }\noptimize = { cron = "30 0 * * *", enabled = false }\n'
             'prune = { cron = "40 0 * * *", enabled = false }\n')
     path = folder / "settings.toml"

@@ -214,3 +214,36 @@ def test_several_processes_write_and_read_one_store(tmp_path):
         assert p.exitcode == 0
     assert reader[schema.JOB_RUNS].count_documents({}) == 3 * 25 * 20
     assert reader[schema.JOB_RUNS].count_documents({"step": "w1"}) == 500
+
+
+def test_closing_the_handle_while_another_thread_writes(tmp_path):
+    """The worker closes its handle on shutdown while a scheduler thread may still write its heartbeat: each
+    statement finishes first, later calls reopen, nothing crashes (it was a segfault: found by the soak)."""
+    import threading
+
+    db = EmbeddedDatabase(tmp_path / "store")
+    ensure_schema(db)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def beat():
+        try:
+            for i in range(400):
+                db[schema.JOB_RUNS].update_one({"_id": f"beat{i % 20}"}, {"$set": {"n": i, "step": "beat"}}, upsert=True)
+                db[schema.JOB_RUNS].find_one({"_id": f"beat{i % 20}"})
+        except BaseException as exc:   # noqa: BLE001 - any failure is the test's finding
+            errors.append(exc)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=beat)
+    writer.start()
+    closes = 0
+    while not done.is_set():
+        db.close()
+        closes += 1
+    writer.join()
+    assert errors == [] and closes > 1
+    assert db[schema.JOB_RUNS].count_documents({"step": "beat"}) == 20
+    assert db[schema.JOB_RUNS].find_one({"_id": "beat19"})["n"] == 399
+    db.close()

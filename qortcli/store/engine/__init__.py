@@ -86,7 +86,7 @@ class EmbeddedDatabase:
         self.url = str(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._states: list = []          # every thread's open collection states (their connections)
         self._collections: dict[str, EmbeddedCollection] = {}
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"the embedded store path {self.path} is a file, not a directory")
@@ -125,9 +125,10 @@ class EmbeddedDatabase:
             states = self._local.states = {}
         return states
 
-    def _register(self, conn: sqlite3.Connection) -> None:
+    def _register(self, state) -> None:
         with self._lock:
-            self._connections.append(conn)
+            self._states.append(state)
+
 
     # ------------------------------------------------------------------ pymongo Database interface
 
@@ -172,14 +173,18 @@ class EmbeddedDatabase:
         return f"embedded store at {self.path} (database {self.name!r}{suffix})"
 
     def close(self) -> None:
+        """Close every thread's connections; a statement running in another thread finishes first (each
+        connection's lock), and that thread's next call on this handle opens a new connection."""
         with self._lock:
-            for conn in self._connections:
+            states, self._states = self._states, []
+            self._local = threading.local()
+        for state in states:
+            with state.lock:
                 try:
-                    conn.close()
+                    state.conn.close()
                 except sqlite3.Error:
                     pass
-            self._connections.clear()
-        self._local = threading.local()
+                state.closed = True
 
     def __repr__(self) -> str:
         return f"EmbeddedDatabase({str(self.path)!r}, {self.name!r}, read_only={self.read_only})"

@@ -73,11 +73,15 @@ class ReadOnlyStoreError(StoreError):
 class _State:
     """What one thread knows about one collection file: its connection and cached schema."""
 
-    __slots__ = ("conn", "immutable", "token", "schema_version", "columns", "date_columns", "indexes", "dicts",
-                 "dict_id", "bases", "plans")
+    __slots__ = ("conn", "lock", "closed", "immutable", "token", "schema_version", "columns", "date_columns", "indexes",
+                 "dicts", "dict_id", "bases", "plans")
 
     def __init__(self, conn: sqlite3.Connection, immutable: bool = False, token=None):
         self.conn = conn
+        # held while the connection is in use: only `EmbeddedDatabase.close` (from another thread) contends for
+        # it, so closing never pulls a connection from under a running statement
+        self.lock = threading.RLock()
+        self.closed = False
         self.immutable = immutable
         self.token = token
         self.schema_version = None
@@ -137,7 +141,7 @@ class EmbeddedCollection:
         if state is None or state.immutable:
             self._db._ensure_dir()
             state = states[self.name] = _State(files.open_writer(self.path, self._db.busy_s))
-            self._db._register(state.conn)
+            self._db._register(state)
         return state
 
     def _reader(self) -> _State | None:
@@ -155,7 +159,7 @@ class EmbeddedCollection:
         state = _State(conn, immutable, token)
         if not immutable:
             states[self.name] = state
-            self._db._register(conn)
+            self._db._register(state)
         return state
 
     def _read(self, fn):
@@ -164,42 +168,59 @@ class EmbeddedCollection:
             state = self._reader()
             if state is None:
                 return fn(None)
-            try:
-                if state.immutable:
-                    try:
-                        state.refresh()
-                        result = fn(state)
-                    finally:
-                        state.conn.close()
-                    if files.stat_token(self.path) == state.token:
-                        return result
-                    continue  # a writer changed the file during the read: read again
-                state.refresh()
-                own = not state.conn.in_transaction
-                if own:
-                    state.conn.execute("BEGIN")
-                try:
-                    return fn(state)
-                finally:
-                    if own and state.conn.in_transaction:
-                        state.conn.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                if state.immutable and attempt < 4 and files.stat_token(self.path) != state.token:
+            with state.lock:
+                if state.closed:   # `close` ran in another thread meanwhile: the next state is a new connection
                     continue
-                if self._db.read_only and "no such table" in str(exc):
-                    # a writer is creating this collection's file right now (found by a reader watching a
-                    # `migrate --to` target): for a reader the collection does not exist yet
-                    return fn(None)
-                raise files.store_error(self.path, exc, "reading") from None
-            except codec.EncodeError as exc:
-                raise QueryError(str(exc)) from None
+                done, result = self._read_once(state, fn, attempt)
+            if done:
+                return result
         raise StoreError(f"{self.path}: the file kept changing while being read; try again")
+
+    def _read_once(self, state: _State, fn, attempt: int) -> tuple[bool, Any]:
+        """(True, fn(state)) after one consistent read, (False, None) when it must be read again."""
+        try:
+            if state.immutable:
+                try:
+                    state.refresh()
+                    result = fn(state)
+                finally:
+                    state.conn.close()
+                if files.stat_token(self.path) == state.token:
+                    return True, result
+                return False, None  # a writer changed the file during the read: read again
+            state.refresh()
+            own = not state.conn.in_transaction
+            if own:
+                state.conn.execute("BEGIN")
+            try:
+                return True, fn(state)
+            finally:
+                if own and state.conn.in_transaction:
+                    state.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if state.immutable and attempt < 4 and files.stat_token(self.path) != state.token:
+                return False, None
+            if self._db.read_only and "no such table" in str(exc):
+                # a writer is creating this collection's file right now (found by a reader watching a
+                # `migrate --to` target): for a reader the collection does not exist yet
+                return True, fn(None)
+            raise files.store_error(self.path, exc, "reading") from None
+        except codec.EncodeError as exc:
+            raise QueryError(str(exc)) from None
 
     def _write(self, fn, exists: bool = True):
         """fn(state) -> (result, count_delta) in one IMMEDIATE transaction (the collection then exists)."""
         if self._db.read_only:
             raise ReadOnlyStoreError(f"{self._db.describe()}: {self.name} is read-only")
-        state = self._writer()
+        for _ in range(3):
+            state = self._writer()
+            with state.lock:
+                if state.closed:   # `close` ran in another thread meanwhile: the next state is a new connection
+                    continue
+                return self._write_locked(state, fn, exists)
+        raise StoreError(f"{self._db.describe()}: the handle kept being closed during a write")
+
+    def _write_locked(self, state: _State, fn, exists: bool):
         conn = state.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
