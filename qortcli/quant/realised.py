@@ -50,7 +50,9 @@ from typing import Iterable, Literal
 import numpy as np
 import pandas as pd
 
-DAYS_PER_YEAR = 365.0  # crypto trades every calendar day; equals timeutils.BASES["ACT/365"]
+from qortcli.timeutils import BASES, DEFAULT_BASIS
+
+DAYS_PER_YEAR = BASES[DEFAULT_BASIS]  # crypto trades every calendar day: ACT/365
 RV_WINDOWS = (7, 14, 30, 60, 90, 180)
 ESTIMATORS = ("close_to_close", "parkinson", "garman_klass")
 MIN_COVERAGE = 0.6

@@ -72,6 +72,7 @@ import pandas as pd
 
 from qortcli.quant import black76
 from qortcli.quant.surface import total_variance_at
+from qortcli.timeutils import BASES, DEFAULT_BASIS
 
 OPTION, FUTURE, SPOT = "option", "future", "spot"
 POSITION_COLUMNS = ("instrument", "kind", "size_coin", "size_usd", "entry_price_coin", "entry_price_usd", "expiry")
@@ -307,7 +308,7 @@ def _svi_vol(surface, k: np.ndarray, t: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ valuation
 
 def value_book(positions: pd.DataFrame, chain: pd.DataFrame, surface=None, grid: GridSpec | None = None,
-               days_per_year: float = 365.0, as_of=None) -> BookRisk:
+               days_per_year: float = BASES[DEFAULT_BASIS], as_of=None) -> BookRisk:
     """Value `positions` on one currency's `chain` and revalue them on the scenario `grid` (module docstring).
 
     `surface` (a stored SVI surface document or its slices) is required when the book holds options.
