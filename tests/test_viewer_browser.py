@@ -330,10 +330,6 @@ def test_new_data_shows_without_reload_keeping_selections_and_zoom(browser, serv
 
 
 def test_live_marks_show_within_a_second(browser, served, seeded):
-    from qortcli.store import read
-
-    if not hasattr(read, "live_marks"):
-        pytest.skip("LIVE CHAIN NOT TESTED: qortcli.store.read.live_marks (the stream's read) is not on this branch")
     from datetime import datetime, timezone
 
     import numpy as np

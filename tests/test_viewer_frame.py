@@ -244,8 +244,6 @@ def test_every_registered_page_has_a_state_with_a_load_and_a_page_load():
 def test_the_chain_shows_the_streams_live_marks_over_the_snapshot(chain_store, tmp_path):
     """With `live_marks` written by the stream, the chain's marks and greeks are the live ones (bid/ask, OI from
     the snapshot), the chain's version follows the live stamp, and the fast poll's stamp is one small read."""
-    if not hasattr(read_module(), "live_marks"):
-        pytest.skip("LIVE OVERLAY NOT TESTED: qortcli.store.read.live_marks (the stream's read) is not on this branch")
     from qortcli.sources.deribit import chains_from_file
     from qortcli.steps.live_chain import LiveChain, live_marks_document, reprice
     from qortcli.store import ops, read
@@ -279,19 +277,9 @@ def test_the_chain_shows_the_streams_live_marks_over_the_snapshot(chain_store, t
     ro.close()
 
 
-def read_module():
-    from qortcli.store import read
-
-    return read
-
-
 def test_the_overview_lists_the_open_alerts(chain_store, tmp_path):
     """Where the alerts module is present: the open episodes on the overview, and an acknowledgement (no step
     run) moves the overview's version."""
-    try:
-        from qortview.alerts import open_alerts  # noqa: F401
-    except ImportError:
-        pytest.skip("ALERTS ON THE OVERVIEW NOT TESTED: qortview.alerts (the alerts branch) is not on this branch")
     from qortcli.store import ops
 
     path = tmp_path / "db"

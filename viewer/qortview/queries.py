@@ -28,6 +28,7 @@ from qortcli.quant.svi import PARAM_NAMES, svi_total_variance
 from qortcli.store import read, schema
 from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc
 
+from qortview.alerts import open_alerts
 from qortview.book import book_page
 from qortview.market import market_page
 
@@ -148,20 +149,11 @@ def store_version(db) -> str:
     return read.store_stamp(db).token()
 
 
-def _open_alerts_reader():
-    """`qortview.alerts.open_alerts` (the alerts' rows for the viewer) where that module is present, else None."""
-    try:
-        from qortview.alerts import open_alerts
-    except ImportError:
-        return None
-    return open_alerts
-
-
 def page_version(db, page: str, selection: dict | None = None) -> str:
     """The stamp of `page`'s data for `selection` (the chain page adds the stream's live stamp, the overview the
     open alerts: an acknowledgement is no step run)."""
     stamp = store_version(db)
-    if page == "overview" and hasattr(read, "open_alerts"):
+    if page == "overview":
         stamp += "|alerts " + repr([(str(a.get("_id")), a.get("status"), iso(a.get("last_seen_at")))
                                     for a in read.open_alerts(db)])
     if page == "chain":
@@ -215,9 +207,8 @@ def overview(db) -> dict:
                              "rule": cadence.text if cadence else "not in the schedule", "last": run})
     counts = read.collection_counts(db)
     newest_day = read.newest_price_day(db)
-    alerts = _open_alerts_reader()
     return {"currencies": [_currency_card(db, cur) for cur in read.currencies(db)],
-            "alerts": alerts(db) if alerts is not None else None,
+            "alerts": open_alerts(db),
             "jobs": job_rows, "runs": [_run(r) for r in read.recent_runs(db, 12)], "counts": counts,
             "price_symbols": read.price_symbols(db) if counts.get(schema.PRICES) else [],
             "price_through": iso(newest_day + timedelta(days=1)) if newest_day else None,
