@@ -30,6 +30,7 @@ from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc
 
 from qortview.alerts import open_alerts
 from qortview.book import book_page
+from qortview.history import history_page
 from qortview.market import market_page
 
 CM_DAYS = 30.0                      # the chain page's default expiry: the listed one nearest 30 days
@@ -606,11 +607,5 @@ PAGE_LOADS: dict[str, Callable[..., dict]] = {
     "suggestions": suggestions_page,
     "market": market_page,
     "book": book_page,
+    "history": history_page,
 }
-
-try:  # the History page (`qortcli vol`'s analysis) where its module is present
-    from qortview.history import history_page as _history_page
-except ImportError:  # pragma: no cover - an install without the vol modules
-    pass
-else:
-    PAGE_LOADS["history"] = _history_page
