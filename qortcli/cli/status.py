@@ -51,10 +51,15 @@ def _render(console, summary: dict) -> None:
 
     for extra in summary.get("sections", []):
         table = Table(title=esc(extra["title"]), title_justify="left")
-        for col in extra["columns"]:
-            table.add_column(esc(col))
+        # a column with nothing in any of several rows (no worker run yet: no last status) is left out (a lone
+        # placeholder row keeps its columns); the first column never wraps
+        rows = extra["rows"]
+        keep = [i for i, _ in enumerate(extra["columns"])
+                if i == 0 or len(rows) < 2 or any(row[i] not in (None, "") for row in rows)]
+        for i in keep:
+            table.add_column(esc(extra["columns"][i]), no_wrap=i == 0)
         for row in extra["rows"]:
-            table.add_row(*[fmt(v) for v in row])
+            table.add_row(*[fmt(row[i]) for i in keep])
         console.print(table)
 
     runs = Table(title="Last runs", title_justify="left")
