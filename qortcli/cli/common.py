@@ -426,10 +426,12 @@ def coin(value: Any, significant: int = 4) -> str:
 
 
 def num(value: Any, significant: int = 4) -> str:
-    """A plain number (greeks, ratios) to `significant` digits."""
+    """A plain number (greeks, ratios) to `significant` digits, trailing zeros kept so a column reads evenly
+    (0.650 beside 0.688, never 0.65)."""
     if not _finite(value):
         return "–"
-    return f"{float(value):.{significant}g}"
+    text = f"{float(value):#.{significant}g}"
+    return text[:-1] if text.endswith(".") else text
 
 
 def _finite(value: Any) -> bool:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from qortcli.cli.app import app
 from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, handled, open_db, state
+from qortcli.cli.common import num as _significant
 from qortcli.errors import UsageError
 
 DASH = "–"
@@ -27,7 +28,7 @@ def num(value, digits: int = 4) -> str:
     value = float(value)
     if value != 0 and abs(value) >= 10 ** digits:
         return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
+    return _significant(value, digits)
 
 
 def coin(value) -> str:

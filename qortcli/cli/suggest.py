@@ -141,7 +141,7 @@ def _render(console, summary: dict) -> None:
             thresholds = ", ".join(f"{esc(k)}={_value(k, v)}" for k, v in r["thresholds"].items())
             rows.append([esc(r["rule"]), mark, thresholds, esc(", ".join(r["strategies"])), inputs, esc(r["note"])])
         console.print(fit_table("Rules (inputs and thresholds from settings \\[suggest]; vols in percent)",
-                                [Column("rule", "left"), Column("fired", "left"), Column("threshold", "left"),
+                                [Column("rule", "left"), Column("fired", "left"), Column("threshold", "left", wrap=True),
                                  Column("→ strategies", "left", priority=1, wrap=True),
                                  Column("inputs", "left", priority=3, wrap=True),
                                  Column("note", "left", priority=2, wrap=True)], rows))
