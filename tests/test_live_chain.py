@@ -1,14 +1,12 @@
 """The pieces of the stream without sockets: parity forwards, message parsing, backoff, the live chain's
-updates and outputs, the live_marks read function and the viewer's live chain. Real recorded chains
+updates and outputs, and the live_marks read function (the viewer's chain page over it: test_viewer_frame). Real recorded chains
 (tests/fixtures); references computed here."""
 
 from __future__ import annotations
 
 import math
 import random
-import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +23,6 @@ from qortcli.store import ops, read, schema
 from bsoncheck import assert_bson_roundtrip
 from conftest import FIXTURES
 
-ROOT = Path(__file__).resolve().parents[1]
 LATE = "deribit_options_snapshot_20260111T091434Z.csv"
 EARLY = "deribit_options_snapshot_20260111T040517Z.csv"
 
@@ -231,12 +228,8 @@ def test_reprice_and_outputs_of_a_recorded_chain():
         assert r.index_price_usd == inputs.index_usd and r.greeks is None
 
 
-def test_live_marks_read_and_the_viewer_live_chain(embedded_db):
-    sys.path.insert(0, str(ROOT / "viewer"))
-    from qortview.live import live_chain
-
+def test_live_marks_read_gives_the_streams_marks_as_one_typed_frame(embedded_db):
     assert read.live_marks(embedded_db, "BTC") is None
-    assert live_chain(embedded_db, "BTC")["available"] is False
     chain = _chain(LATE)
     live = LiveChain.from_parsed(chain)
     live.apply_index(IndexPrice("BTC", "btc_usd", 90_700.0, chain.timestamp, 0.0))
@@ -251,48 +244,3 @@ def test_live_marks_read_and_the_viewer_live_chain(embedded_db):
     assert (frame["expiry_code"].map(lambda c: c in set(got.expiries["expiry_code"]))).all()
     assert np.allclose(frame["mark_usd"], frame["mark_coin"] * 90_700.0, rtol=1e-12)
     assert (frame["mark_time"] == pd.Timestamp(chain.timestamp)).all()
-
-    now = chain.timestamp + timedelta(seconds=12.5)
-    out = live_chain(embedded_db, "BTC", now=now)
-    assert out["available"] and out["connected"] and out["age_s"] == pytest.approx(10.5, abs=1e-3)
-    assert out["marks_age_s"] == pytest.approx(12.5, abs=1e-3)
-    # default expiry: the one nearest 30 days; rows: 12 strikes each side of the forward at most
-    days = {c: t * 365 for c, t in zip(got.expiries["expiry_code"], got.expiries["t_years"])}
-    assert out["expiry"] == min(days, key=lambda c: abs(days[c] - 30))
-    strikes = [r["strike"] for r in out["rows"]]
-    assert strikes == sorted(strikes) and len(strikes) <= 25
-    atm = next(r for r in out["rows"] if r["atm"])
-    assert atm["strike"] == min(strikes, key=lambda k: abs(k - out["forward_usd"]))
-    call = atm["call"]
-    src = next(r for r in chain.records if r.symbol == call["symbol"])
-    assert call["mark_coin"] == src.mark_coin and call["mark_iv"] == src.mark_iv
-    assert call["age_s"] == pytest.approx(12.5, abs=1e-3) and -1 < atm["put"]["delta"] < 0 < call["delta"] < 1
-    other = live_chain(embedded_db, "BTC", expiry="25DEC26", now=now)
-    assert other["expiry"] == "25DEC26" and other["days"] == pytest.approx(days["25DEC26"])
-
-
-def test_live_page_builds_registers_and_formats_the_live_chain(embedded_db):
-    sys.path.insert(0, str(ROOT / "viewer"))
-    import reflex as rx
-
-    from qortview.live import live_chain
-    from qortview.pages import live as page
-
-    chain = _chain(LATE)
-    view = reprice(LiveChain.from_parsed(chain).freeze(), "ACT/365")
-    ops.upsert_many(embedded_db, schema.LIVE_MARKS, [live_marks_document(view, chain.timestamp, {"connected": True})])
-    data = live_chain(embedded_db, "BTC", now=chain.timestamp + timedelta(seconds=3))
-    row = page._row(next(r for r in data["rows"] if r["atm"]))
-    src = {r.symbol: r for r in chain.records}[row.c_symbol]
-    assert row.c_coin == f"{src.mark_coin:.4f}" and row.c_mark_iv == f"{100 * src.mark_iv:.2f}%"
-    assert row.c_age == "3.0 s" and row.p_delta.startswith("-") and row.strike.replace(",", "").isdigit()
-    assert isinstance(page.page(), rx.Component)
-
-    class App:  # what register asks of the app
-        def add_page(self, component, **options):
-            self.added = (component, options)
-
-    app = App()
-    page.register(app)
-    assert app.added[0] is page.page and app.added[1]["route"] == "/live"
-    assert app.added[1]["on_load"] is not None

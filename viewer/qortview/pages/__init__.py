@@ -6,10 +6,8 @@ event is the page's on_load. Adding a page is one line here, e.g.
     PageSpec("/history", "History", "qortview.pages.history", state="HistoryState"),
 
 `optional=True` pages are registered when their module is present and skipped otherwise (for a page shipped
-apart from the viewer). The live chain is the chain page itself (the stream's marks over the snapshot's); the stream's separate
-page (`qortview.pages.live`) would be one more line: `PageSpec("/live", "Live chain", "qortview.pages.live",
-state="LiveState", optional=True)`. A state mixing in `qortview.state.Base` with `PAGE` set gets the
-load-once / refresh-only-what-changed protocol; one with its own `load`/`tick` keeps them.
+apart from the viewer). The live chain is the chain page itself (the stream's marks over the snapshot's). A state mixing in `qortview.state.Base` with `PAGE`
+set gets the load-once / refresh-only-what-changed protocol; one with its own `load`/`tick` keeps them.
 `register(app)` fills the menus (`components.NAV`) first, then adds every page to the app.
 """
 
