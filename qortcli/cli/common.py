@@ -460,13 +460,14 @@ WRAP_MIN = 16
 
 
 def fit_table(title: str | None, columns: Sequence[Column], rows: Iterable[Sequence[str]],
-              width: int | None = None, caption: str | None = None, **table_options) -> Table:
+              width: int | None = None, caption: str | None = None, row_styles: Sequence[str | None] | None = None,
+              **table_options) -> Table:
     """A rich Table no wider than `width` (default: the console's): whole columns of the lowest priority
     are dropped (named in the caption) until the rest fit; cells of non-wrapping columns stay on one
     line, whole (instrument names and strikes are never cut), wrapping columns take what is left.
     Columns sharing a `group` go together; a header may hold two lines ("bid\\ncoin").
 
-    Cells are markup strings (escape external text with `esc`/`fmt`).
+    Cells are markup strings (escape external text with `esc`/`fmt`); `row_styles` a rich style per row.
     """
     rows = [list(r) for r in rows]
     width = width or console.width
@@ -491,15 +492,18 @@ def fit_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seque
         name = Text.from_markup(columns[worst].header).plain.replace("\n", " ")
         if name not in dropped:
             dropped.append(name)
+    # nothing left to drop and still too wide (a very narrow terminal): rich shortens cells (…) rather than the
+    # table running past the terminal's edge
+    squeeze = total(keep) > width
     table = Table(title=title, title_justify="left", **table_options)
     for i in keep:
         col = columns[i]
         if col.wrap:
-            table.add_column(col.header, justify=col.justify, overflow="fold", min_width=least[i])
+            table.add_column(col.header, justify=col.justify, overflow="fold", min_width=None if squeeze else least[i])
         else:
-            table.add_column(col.header, justify=col.justify, no_wrap=True, min_width=natural[i])
-    for r in rows:
-        table.add_row(*[r[i] for i in keep])
+            table.add_column(col.header, justify=col.justify, no_wrap=True, min_width=None if squeeze else natural[i])
+    for n, r in enumerate(rows):
+        table.add_row(*[r[i] for i in keep], style=row_styles[n] if row_styles else None)
     notes = [caption] if caption else []
     if dropped:
         notes.append(f"not shown at this width: {', '.join(reversed(dropped))} (wider terminal, --csv or --json)")
@@ -507,3 +511,16 @@ def fit_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seque
         table.caption = escape(" · ".join(notes))
         table.caption_justify = "left"
     return table
+
+
+#: a column given by its cell function: header, justification, priority (0 = always shown), cell(row) -> markup
+CellColumn = tuple[str, str, int, Callable[[dict], str]]
+
+
+def fit_rows(title: str | None, columns: Sequence[CellColumn], rows: Sequence[dict], caption: str | None = None,
+             styles: Callable[[dict], str] | None = None, width: int | None = None) -> Table:
+    """`fit_table` for dict rows rendered by each column's cell function (numbers and names never wrap);
+    `styles(row)` gives a row's rich style."""
+    return fit_table(title, [Column(header, justify, priority) for header, justify, priority, _ in columns],
+                     [[cell(r) for *_, cell in columns] for r in rows], width=width, caption=caption,
+                     row_styles=[styles(r) or None for r in rows] if styles else None)

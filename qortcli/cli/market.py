@@ -7,11 +7,11 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.measure import Measurement
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, handled, open_db, state
+from qortcli.cli.common import (CellColumn, CsvOption, DbOption, JsonOption, VerboseOption, emit, fit_rows, handled,
+                                open_db, state)
 from qortcli.cli.common import terminal_width as _width
 from qortcli.quant.dealer import DEFAULT_DEALER, DEALER_CONVENTIONS
 from qortcli.timeutils import DEFAULT_BASIS
@@ -146,28 +146,6 @@ def _bar(value, top, width: int) -> str:
     return "█" * full + (BLOCKS[part] if part else "")
 
 
-# ----------------------------------------------------------------------------------------------- fitting
-
-Column = tuple[str, str, int, Callable[[dict], str]]     # header, justify, priority (0 = keep), cell(row)
-
-
-def _fitted(console: Console, title: str, columns: list[Column], rows: list[dict], caption: str | None = None,
-            styles: Callable[[dict], str] | None = None) -> Table:
-    """A table of `rows` that fits the console: the highest-priority-number columns go first when too wide."""
-    kept = list(columns)
-    while True:
-        table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-        for header, justify, _prio, _cell in kept:
-            table.add_column(header, justify=justify, no_wrap=True)
-        for row in rows:
-            table.add_row(*[cell(row) for _h, _j, _p, cell in kept], style=styles(row) if styles else None)
-        width = Measurement.get(console, console.options.update_width(10_000), table).maximum   # natural width
-        droppable = [c for c in kept if c[2] > 0]
-        if width <= console.width or not droppable:
-            return table
-        kept.remove(max(droppable, key=lambda c: c[2]))
-
-
 # ----------------------------------------------------------------------------------------------- tables
 
 def render(console: Console, view: dict, rows: int = 24) -> None:
@@ -238,7 +216,7 @@ def _levels(cur: dict, sel: dict, label: str) -> Table:
 
 def _expiries(console: Console, cur: dict) -> Table:
     rows = cur["expiries"]
-    columns: list[Column] = [
+    columns: list[CellColumn] = [
         ("expiry", "left", 0, lambda r: escape(r["expiry_code"])),
         ("days", "right", 0, lambda r: f"{r['days']:.1f}"),
         ("OI calls", "right", 0, lambda r: _coin(r["oi_calls_coin"])),
@@ -254,8 +232,9 @@ def _expiries(console: Console, cur: dict) -> Table:
         ("γ flip", "right", 2, lambda r: _price(r["gamma_flip_usd_marks"])),
     ]
     chosen = cur["selection"]
-    return _fitted(console, f"{escape(cur['currency'])} by expiry (max pain: coin payoff; moves, GEX: marks)",
-                   columns, rows, styles=lambda r: "bold" if r["expiry_code"] == chosen else "")
+    return fit_rows(f"{escape(cur['currency'])} by expiry (max pain: coin payoff; moves, GEX: marks)",
+                    columns, rows, styles=lambda r: "bold" if r["expiry_code"] == chosen else "",
+                    width=console.width)
 
 
 def _nearest(strikes: list[float], level) -> float | None:
@@ -291,10 +270,10 @@ def _strikes(console: Console, cur: dict, sel: dict, label: str, rows: int) -> T
 
     table = None
     for bar in BAR_WIDTHS:
-        columns: list[Column] = [
+        columns: list[CellColumn] = [
             ("calls", "right", 0, lambda r, b=bar: f"[green]{_bar(r['oi_calls_coin'], top, b)}[/]"),
             ("OI C", "right", 0, lambda r: _coin(r["oi_calls_coin"])),
-            *([("Δ C", "right", 3, delta("calls"))] if changes else []),
+            *([("Δ C", "right", 4, delta("calls"))] if changes else []),      # the calls' change goes first
             ("strike", "right", 0, lambda r: _price(r["strike_usd"])),
             *([("Δ P", "right", 3, delta("puts"))] if changes else []),
             ("OI P", "right", 0, lambda r: _coin(r["oi_puts_coin"])),
@@ -302,8 +281,9 @@ def _strikes(console: Console, cur: dict, sel: dict, label: str, rows: int) -> T
             ("GEX /1%", "right", 2, lambda r: _usd(r["gex_usd_per_pct_marks"], True)),
             ("level", "left", 0, lambda r: ", ".join(marks.get(r["strike_usd"], []))),
         ]
-        table = _fitted(console, f"{escape(cur['currency'])} open interest by strike (coin) · {label}", columns,
-                        shown, caption, styles=lambda r: "bold" if r["strike_usd"] in marks else "")
+        table = fit_rows(f"{escape(cur['currency'])} open interest by strike (coin) · {label}", columns,
+                         shown, caption, styles=lambda r: "bold" if r["strike_usd"] in marks else "",
+                         width=console.width)
         if len(table.columns) == len(columns) or bar == BAR_WIDTHS[-1]:
             break
     return table
@@ -323,12 +303,12 @@ def _changes(console: Console, cur: dict) -> None:
     top = change["top_instruments"]
     if not top:
         return
-    columns: list[Column] = [
+    columns: list[CellColumn] = [
         ("instrument", "left", 0, lambda r: escape(r["instrument"])),
         ("status", "left", 2, lambda r: escape(r["status"])),
         ("OI before", "right", 1, lambda r: _coin(r["oi_before_coin"])),
         ("OI now", "right", 0, lambda r: _coin(r["oi_coin"])),
         ("Δ OI", "right", 0, lambda r: _signed_coin(r["oi_change_coin"])),
     ]
-    console.print(_fitted(console, f"{escape(cur['currency'])} largest OI changes (coin)", columns, top))
+    console.print(fit_rows(f"{escape(cur['currency'])} largest OI changes (coin)", columns, top, width=console.width))
 

@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, handled, open_db, state
+from qortcli.cli.common import (CellColumn, CsvOption, DbOption, JsonOption, VerboseOption, emit, fit_rows, handled,
+                                open_db, state)
 from qortcli.cli.common import terminal_width as _width
-from qortcli.cli.market import Column, _fitted
 from qortcli.errors import UsageError
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -208,7 +208,7 @@ def _render_currency(console: Console, cur: dict) -> None:
 def _ranks(console: Console, cur: dict) -> Table:
     rows = cur["ranks"]
     src = escape(cur["source"])
-    columns: list[Column] = [
+    columns: list[CellColumn] = [
         ("measure", "left", 0, lambda r: f"{MEASURE_LABEL.get(r['measure'], escape(r['measure']))}"),
         ("lookback", "right", 0, lambda r: f"{r['lookback_days']}d"),
         ("now", "right", 0, lambda r: _measure_value(r["measure"], r["value"])),
@@ -218,8 +218,8 @@ def _ranks(console: Console, cur: dict) -> Table:
         ("span", "left", 2, lambda r: _span(r["span_start"], r["span_end"])
          + ("" if r["covers_lookback"] or not r["span_start"] else " (short)")),
     ]
-    return _fitted(console, f"{escape(cur['currency'])} rank and percentile ({src}; points = days in the window)",
-                   _with_notes(columns, rows, 1), rows)
+    return fit_rows(f"{escape(cur['currency'])} rank and percentile ({src}; points = days in the window)",
+                    _with_notes(columns, rows, 1), rows, width=console.width)
 
 
 def _realised(console: Console, cur: dict) -> Table:
@@ -231,7 +231,7 @@ def _realised(console: Console, cur: dict) -> Table:
     def vol_cell(est):
         return lambda r: _pct(r[est]["vol"]) if r[est] else "–"
 
-    columns: list[Column] = [
+    columns: list[CellColumn] = [
         ("window", "right", 0, lambda r: f"{r['window']}d"),
         *[(label, "right", 0, vol_cell(est)) for est, label in ESTIMATOR_LABEL.items()],
         ("returns", "right", 0, lambda r: str(r[c2c]["n_returns"])),
@@ -241,11 +241,11 @@ def _realised(console: Console, cur: dict) -> Table:
         ("bad bars", "right", 1, lambda r: str(r["parkinson"]["n_bad_bars"])),
         ("span (close-close)", "left", 5, lambda r: _span(r[c2c]["span_start"], r[c2c]["span_end"])),
     ]
-    return _fitted(console, f"{escape(cur['currency'])} realised vol to {_day(cur['as_of'])} (annualised)", columns,
-                   rows)
+    return fit_rows(f"{escape(cur['currency'])} realised vol to {_day(cur['as_of'])} (annualised)", columns,
+                    rows, width=console.width)
 
 
-def _with_notes(columns: list[Column], rows: list[dict], priority: int) -> list[Column]:
+def _with_notes(columns: list[CellColumn], rows: list[dict], priority: int) -> list[CellColumn]:
     """`columns` plus a "note" column of the rows' n/a reasons when any row has one."""
     if not any(r.get("reason") for r in rows):
         return columns
@@ -260,7 +260,7 @@ def _notes(console: Console, lines: list[str]) -> None:
 
 def _cone(console: Console, cur: dict) -> Table:
     cone = cur["cone"]
-    columns: list[Column] = [
+    columns: list[CellColumn] = [
         ("window", "right", 0, lambda r: f"{r['window_days']}d"),
         ("min", "right", 0, lambda r: _pct(r["min"])),
         ("25%", "right", 0, lambda r: _pct(r["q25"])),
@@ -275,13 +275,13 @@ def _cone(console: Console, cur: dict) -> Table:
     title = (f"{escape(cur['currency'])} vol cone ({ESTIMATOR_LABEL.get(cone['estimator'], cone['estimator'])} RV "
              f"{_span(cone['history_start'], cone['history_end'])}): ◆ IV {escape(cur['source'])} "
              f"{_day(cur.get('iv_as_of'))} · ● RV now · ┃ median")
-    return _fitted(console, title, _with_notes(columns, cone["rows"], 3), cone["rows"])
+    return fit_rows(title, _with_notes(columns, cone["rows"], 3), cone["rows"], width=console.width)
 
 
 def _premium(console: Console, cur: dict) -> Table | str:
     if not cur["premium"]["now"]:
         return f"{escape(cur['currency'])} variance premium: n/a (no {escape(cur['source'])} IV)"
-    columns: list[Column] = [
+    columns: list[CellColumn] = [
         ("tenor", "right", 0, lambda r: f"{r['tenor_days']}d"),
         ("day", "left", 0, lambda r: _day(r["day"])),
         ("IV", "right", 0, lambda r: _pct(r["iv"])),
@@ -291,7 +291,7 @@ def _premium(console: Console, cur: dict) -> Table | str:
     ]
     rows = cur["premium"]["now"]
     title = f"{escape(cur['currency'])} variance premium: {escape(cur['source'])} ATM IV − trailing close-close RV"
-    return _fitted(console, title, _with_notes(columns, rows, 1), rows)
+    return fit_rows(title, _with_notes(columns, rows, 1), rows, width=console.width)
 
 
 def sparkline(cur: dict, width: int) -> str:
@@ -343,7 +343,7 @@ def _forecasts(console: Console, cur: dict) -> Table:
         return text
 
     first = next(iter(by.values()), None)
-    columns: list[Column] = [
+    columns: list[CellColumn] = [
         ("model", "left", 0, lambda r: MODEL_LABEL.get(r["model"], escape(r["model"]))),
         *[(f"{h}d RV", "right", 0, cell(h)) for h in horizons],
         ("fitted on", "right", 1, lambda r: str(max((r[h]["n_obs"] for h in horizons if r[h]), default=0) or "–")),
@@ -351,8 +351,8 @@ def _forecasts(console: Console, cur: dict) -> Table:
                                                             if r[h] and r[h]["fitted_through"]), None))),
     ]
     target = f" from the close of {_day(first['origin'])}" if first else ""
-    return _fitted(console, f"{escape(cur['currency'])} RV forecasts{target} (★ best out of sample)",
-                   columns, rows)
+    return fit_rows(f"{escape(cur['currency'])} RV forecasts{target} (★ best out of sample)",
+                    columns, rows, width=console.width)
 
 
 def _scores(console: Console, cur: dict) -> Table | str:
@@ -373,13 +373,13 @@ def _scores(console: Console, cur: dict) -> Table | str:
             return f"[bold]{value}[/]" if loss and best.get((h, loss)) == r["model"] else value
         return text
 
-    columns: list[Column] = [("model", "left", 0, lambda r: MODEL_LABEL.get(r["model"], escape(r["model"])))]
-    for h in horizons:
+    columns: list[CellColumn] = [("model", "left", 0, lambda r: MODEL_LABEL.get(r["model"], escape(r["model"])))]
+    for i, h in enumerate(horizons):      # RMSE columns go when too wide, the shortest horizon's first
         columns += [(f"{h}d QLIKE", "right", 0, metric(h, "qlike", _num, "qlike")),
                     (f"{h}d MSE", "right", 0, metric(h, "mse", _num, "mse")),
-                    (f"{h}d RMSE", "right", 1, metric(h, "rmse_vol", _pct))]
-    table = _fitted(console, f"{escape(cur['currency'])} out-of-sample scores (same origins for every model; "
-                             f"bold = lowest)", columns, rows)
+                    (f"{h}d RMSE", "right", len(horizons) - i, metric(h, "rmse_vol", _pct))]
+    table = fit_rows(f"{escape(cur['currency'])} out-of-sample scores (same origins for every model; "
+                              f"bold = lowest)", columns, rows, width=console.width)
     return table
 
 
