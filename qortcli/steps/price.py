@@ -4,8 +4,9 @@
 snapshot of each currency (or of ``currency``), prices every instrument from Deribit's ``mark_iv`` on its
 own forward, solves implied vols from the mark/bid/ask coin prices, and writes the ``model``
 sub-document (docs/CONTRACTS.md) onto each ``options_data`` document with a narrow update
-(``ops.update_fields``: the collected fields are never rewritten; re-running is idempotent). The chain is read
-through ``read.latest_chain``. ``basis`` defaults to settings [pricing] day_count.
+(``ops.update_fields``: the collected fields are never rewritten; re-running is idempotent). The snapshot's
+documents are read once, through ``read.require_latest_snapshot`` and ``read.chain_documents``. ``basis``
+defaults to settings [pricing] day_count.
 
 A row whose mark IV is unusable (the document's ``iv_flag`` from collect, or a stored
 ``implied_volatility`` that is missing, ≤ 0, non-finite or above 10) gets no model price and no greeks:
@@ -25,8 +26,8 @@ import numpy as np
 from qortcli.errors import UsageError
 from qortcli.quant import black76, implied_vol, mark_check
 from qortcli.sources.deribit import IV_ABOVE_MAX, IV_MISSING, IV_NON_POSITIVE, MAX_VOL
-from qortcli.steps.common import latest_chains, staleness
-from qortcli.store import ops, schema
+from qortcli.steps.common import currencies_to_process, staleness
+from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, expiry_code, require_utc, utcnow, year_fractions
 
@@ -155,11 +156,11 @@ def run_price(db, currency: str | None = None, check: bool = False, basis: str |
     clock = time.perf_counter()
     with recorded_run(db, "price", {"currency": currency, "check": check, "basis": basis, "expiry": expiry}) as run:
         chains = []
-        for chain in latest_chains(db, currency, basis):
-            docs = ops.snapshot_documents(db, chain.snapshot.snapshot_id)
+        for cur in currencies_to_process(db, currency):   # the raw documents: price reads no chain frame
+            info = read.require_latest_snapshot(db, cur)
+            docs = read.chain_documents(db, info)
             docs.sort(key=lambda d: (d["expiry"], d.get("strike") or 0.0, d.get("option_type") or ""))
-            snap = {"_id": chain.snapshot.snapshot_id, "timestamp": chain.snapshot.timestamp}
-            chains.append((chain.snapshot.currency, snap, docs))
+            chains.append((info.currency, {"_id": info.snapshot_id, "timestamp": info.timestamp}, docs))
         if wanted is not None:
             check_expiry_listed(wanted, chains)
         snapshots, rows, stale = [], [], []

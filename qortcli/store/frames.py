@@ -60,10 +60,6 @@ CHAIN_COLUMNS = (("instrument", "currency", "option_type", "is_call", "strike_us
                   "volume_usd", "interest_rate")
                  + tuple(f"{g}_deribit" for g in PUBLISHED_GREEKS) + ("priced", "iv_flag") + MODEL_FLOATS)
 
-#: the fields of an options_data document the adapter reads (a projection for the store)
-DOC_FIELDS = ("symbol", "underlying", "option_type", "expiry", "forward_index", "greeks", "model", "iv_flag",
-              *RAW_FLOATS)
-
 _MONTHS = np.array(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])
 
 

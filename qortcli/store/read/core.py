@@ -21,11 +21,11 @@ import pandas as pd
 
 from qortcli.errors import StepError
 from qortcli.store import schema
-from qortcli.store.frames import DOC_FIELDS, chain_frame
+from qortcli.store.frames import chain_frame
 from qortcli.timeutils import DEFAULT_BASIS, as_utc, require_utc
 
 __all__ = ["COMPLETE", "NO_SNAPSHOT", "SUMMARY_TENORS_DAYS", "SnapshotInfo", "Chain", "currencies",
-           "latest_snapshot", "latest_priced_snapshot", "snapshot_near", "snapshot_info", "snapshots", "latest_chain", "chain_at", "marks_at",
+           "latest_snapshot", "latest_priced_snapshot", "snapshot_near", "snapshot_info", "snapshots", "require_latest_snapshot", "chain_documents", "latest_chain", "chain_at", "marks_at",
            "PRICE_COLUMNS", "price_series", "last_price_day", "surface_at", "latest_surface", "summary_series",
            "summary_history", "summary_at", "latest_summary"]
 
@@ -128,19 +128,21 @@ def snapshots(db, currency: str | None = None, start: datetime | None = None, en
 
 # ------------------------------------------------------------------------------------------ chains
 
-_PROJECTION = {name: 1 for name in DOC_FIELDS}
+def chain_documents(db, info: SnapshotInfo) -> list[dict]:
+    """The whole options_data documents of one snapshot (cheaper than projecting); StepError when it has none."""
+    docs = list(db[schema.OPTIONS].find({"snapshot_id": info.snapshot_id}))
+    if not docs:
+        raise StepError(f"snapshot {info.snapshot_id} has no options_data documents")
+    return docs
 
 
 def _chain(db, info: SnapshotInfo, basis: str) -> Chain:
-    docs = list(db[schema.OPTIONS].find({"snapshot_id": info.snapshot_id}))  # whole documents: cheaper than projecting
-    if not docs:
-        raise StepError(f"snapshot {info.snapshot_id} has no options_data documents")
-    return Chain(info, chain_frame(docs, info.timestamp, basis, snapshot_id=info.snapshot_id,
+    return Chain(info, chain_frame(chain_documents(db, info), info.timestamp, basis, snapshot_id=info.snapshot_id,
                                    currency=info.currency))
 
 
-def latest_chain(db, currency: str, basis: str = DEFAULT_BASIS, before: datetime | None = None) -> Chain:
-    """The newest complete chain of `currency` (at or before `before`); StepError saying how to get one."""
+def require_latest_snapshot(db, currency: str, before: datetime | None = None) -> SnapshotInfo:
+    """The newest complete snapshot of `currency` (at or before `before`); StepError saying how to get one."""
     info = latest_snapshot(db, currency, before)
     if info is None:
         if before is not None:
@@ -148,7 +150,12 @@ def latest_chain(db, currency: str, basis: str = DEFAULT_BASIS, before: datetime
                             f"{require_utc(before):%Y-%m-%d %H:%M} UTC")
         raise StepError(f"no complete {currency.upper()} options snapshot in the store: run `qortcli collect "
                         f"deribit --currency {currency.upper()}` (or `qortcli collect sample`) first")
-    return _chain(db, info, basis)
+    return info
+
+
+def latest_chain(db, currency: str, basis: str = DEFAULT_BASIS, before: datetime | None = None) -> Chain:
+    """The newest complete chain of `currency` (at or before `before`); StepError saying how to get one."""
+    return _chain(db, require_latest_snapshot(db, currency, before), basis)
 
 
 def chain_at(db, snapshot_id: str, basis: str = DEFAULT_BASIS) -> Chain:

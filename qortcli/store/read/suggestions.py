@@ -7,7 +7,7 @@ from datetime import datetime
 from qortcli.store import schema
 from qortcli.timeutils import as_utc
 
-__all__ = ["open_suggestions", "suggestion", "suggestions_of_snapshot", "tracking_floor"]
+__all__ = ["open_suggestions", "suggestion", "tracking_floor"]
 
 
 def open_suggestions(db, currency: str | None = None) -> list[dict]:
@@ -21,11 +21,6 @@ def open_suggestions(db, currency: str | None = None) -> list[dict]:
 def suggestion(db, suggestion_id: str) -> dict | None:
     """One stored suggestion by its id (`snapshot|strategy|expiry`), or None."""
     return db[schema.SUGGESTIONS].find_one({"_id": suggestion_id})
-
-
-def suggestions_of_snapshot(db, snapshot_id: str) -> list[dict]:
-    """The suggestions made on one snapshot."""
-    return list(db[schema.SUGGESTIONS].find({"snapshot_id": snapshot_id}))
 
 
 def tracking_floor(db, currency: str) -> datetime | None:

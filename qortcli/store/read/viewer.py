@@ -6,7 +6,7 @@ returns (a `limit`, one document per id), never a scan of a growing collection. 
 (`RunInfo`, `PortfolioHead`, `StoreStamp`) or the stored documents themselves (portfolios, suggestions:
 their shapes are docs/CONTRACTS.md's).
 
-Runs:        `recent_runs`, `run_steps`, `last_run_of_job`.
+Runs:        `recent_runs`, `last_run_of_job`.
 Sizes:       `collection_counts`, `snapshot_count`, `price_symbols`, `newest_price_day`.
 Portfolios:  `portfolio_heads` (every optimiser portfolio id, newest run of each), `latest_portfolio`.
 Suggestions: `suggestion_currencies`, `latest_suggestions`, `recent_suggestions`, `suggestion_counts`.
@@ -21,7 +21,7 @@ from typing import Iterable, NamedTuple
 from qortcli.store import schema
 from qortcli.timeutils import as_utc
 
-__all__ = ["RunInfo", "PortfolioHead", "StoreStamp", "recent_runs", "run_steps", "last_run_of_job",
+__all__ = ["RunInfo", "PortfolioHead", "StoreStamp", "recent_runs", "last_run_of_job",
            "collection_counts", "snapshot_count", "price_symbols", "newest_price_day", "portfolio_heads",
            "latest_portfolio", "suggestion_currencies", "latest_suggestions", "recent_suggestions",
            "suggestion_counts", "store_stamp", "live_stamp", "BOOK_ID_PREFIX"]
@@ -87,11 +87,6 @@ def recent_runs(db, limit: int = 12, step: str | None = None) -> list[RunInfo]:
     query = {"step": step} if step else {}
     cursor = db[schema.JOB_RUNS].find(query, _RUN_FIELDS).sort("started_at", -1).limit(int(limit))
     return [RunInfo.from_doc(d) for d in cursor]
-
-
-def run_steps(db) -> list[str]:
-    """The step names with at least one run record, sorted."""
-    return sorted(str(s) for s in db[schema.JOB_RUNS].distinct("step") if s)
 
 
 def last_run_of_job(db, job_id: str, step: str, looks_like=None, scan: int = 20) -> RunInfo | None:
