@@ -14,7 +14,6 @@ from rich.table import Table
 from qortcli.cli.app import app
 from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fail, fit_table,
                                 handled, open_db, state)
-from qortcli.cli.common import terminal_width as _width
 
 alerts_app = typer.Typer(
     help=("Alerts on markets and jobs: the \\[alerts] rules of the settings (IV rank/percentile, RR25 sign flips, "
@@ -36,10 +35,6 @@ app.add_typer(alerts_app, name="alerts")
 AllOption = Annotated[bool, typer.Option("--all", "-a", help="Also the latest closed alerts.")]
 LimitOption = Annotated[int, typer.Option("--limit", min=1, help="How many closed alerts with --all.")]
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-
-
-def _console() -> Console:
-    return Console(width=_width())
 
 
 def _when(value) -> str:
@@ -76,8 +71,7 @@ def _table(title: str, rows: list[dict], closed: bool = False) -> Table:
     return table
 
 
-def _render_list(_console_unused, view: dict) -> None:
-    console = _console()
+def _render_list(console: Console, view: dict) -> None:
     rows = view["open"]
     if rows:
         console.print(_table(f"Open alerts ({len(rows)}, {view['unacknowledged']} unacknowledged)", rows))
@@ -167,13 +161,12 @@ def ack_command(ctx: typer.Context,
     with handled(st):
         database = open_db(st)
         emit(st, ack_alert(database, alert_id),
-             lambda _unused, s: _console().print(escape(s["message"]) + f": {escape(str(s['alert']['title']))}",
-                                                 highlight=False),
+             lambda console, s: console.print(escape(s["message"]) + f": {escape(str(s['alert']['title']))}",
+                                              highlight=False),
              lambda s: [_alert_row(s["alert"])], ALERT_COLUMNS)
 
 
-def _render_test(_console_unused, summary: dict) -> None:
-    console = _console()
+def _render_test(console: Console, summary: dict) -> None:
     columns = [Column("target", "left"), Column("kind", "left", priority=3), Column("endpoint", "left", wrap=True),
                Column("result", "left"), Column("tries", priority=2), Column("seconds", priority=1),
                Column("error", "left", wrap=True)]
@@ -203,8 +196,7 @@ def test_command(ctx: typer.Context, as_json: JsonOption = False, verbose: Verbo
             fail(f"delivery failed for {', '.join(failed)}")
 
 
-def _render_run(_console_unused, s: dict) -> None:
-    console = _console()
+def _render_run(console: Console, s: dict) -> None:
     sent = sum(1 for d in s["deliveries"] if d["status"] == "delivered")
     failed = sum(1 for d in s["deliveries"] if d["status"] == "failed")
     if not s["enabled"]:

@@ -12,7 +12,6 @@ from rich.table import Table
 from qortcli.cli.app import app
 from qortcli.cli.common import (CellColumn, CsvOption, DbOption, JsonOption, VerboseOption, emit, fit_rows, handled,
                                 open_db, state)
-from qortcli.cli.common import terminal_width as _width
 from qortcli.quant.dealer import DEFAULT_DEALER, DEALER_CONVENTIONS
 from qortcli.timeutils import DEFAULT_BASIS
 
@@ -65,7 +64,7 @@ def market(ctx: typer.Context,
         database = open_db(st)
         summary = run_market(database, currency=currency, expiry=expiry, basis=basis, dealer=dealer,
                              compare_hours=compare_hours, tolerance_hours=tolerance_hours)
-        emit(st, summary.to_dict(), lambda _console, view: render(Console(width=_width()), view, rows), _rows,
+        emit(st, summary.to_dict(), lambda console, view: render(console, view, rows), _rows,
              CSV_LEAD)
 
 

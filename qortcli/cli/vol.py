@@ -13,7 +13,6 @@ from rich.table import Table
 from qortcli.cli.app import app
 from qortcli.cli.common import (CellColumn, CsvOption, DbOption, JsonOption, VerboseOption, emit, fit_rows, handled,
                                 open_db, state)
-from qortcli.cli.common import terminal_width as _width
 from qortcli.errors import UsageError
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -60,7 +59,7 @@ def vol(ctx: typer.Context,
         now = parse_as_of(as_of)
         database = open_db(st)
         summary = run_vol(database, currency=currency, source=source, now=now)
-        emit(st, summary.to_dict(), lambda _console, v: render(Console(width=_width()), v), forecast_rows,
+        emit(st, summary.to_dict(), render, forecast_rows,
              FORECAST_COLUMNS)
 
 
