@@ -308,12 +308,12 @@ class OptimizeSettings(Section):
 
     @model_validator(mode="after")
     def _known(self) -> "OptimizeSettings":
-        from qortcli.quant.allocation import MODELS as models
-        from qortcli.quant.allocation import RISK_MEASURES as measures
+        from qortcli.quant.choices import MODELS as models
+        from qortcli.quant.choices import RISK_MEASURES as measures
 
-        if models and self.model not in models:
+        if self.model not in models:
             raise ValueError(f"model {self.model!r} is not one of {', '.join(models)}")
-        if measures and self.risk_measure not in measures:
+        if self.risk_measure not in measures:
             raise ValueError(f"risk_measure {self.risk_measure!r} is not one of {', '.join(measures)}")
         return self
 

@@ -12,8 +12,7 @@ from rich.table import Table
 from qortcli.cli.app import app
 from qortcli.cli.common import (CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fmt, handled, note, num,
                                 open_db, pct, state)
-from qortcli.quant.allocation import MODELS, RISK_MEASURES
-from qortcli.quant.backtest import REBALANCE_FREQUENCIES
+from qortcli.quant.choices import MODELS, REBALANCE_FREQUENCIES, RISK_MEASURES
 
 
 def _choices(name: str, values) -> type[Enum]:

@@ -7,7 +7,6 @@ from rich.table import Table
 
 from qortcli.cli.app import app
 from qortcli.cli.common import CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fmt, handled, open_db, state
-from qortcli.steps.status import run_status
 
 
 @app.command()
@@ -23,6 +22,8 @@ def status(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False,
     st = state(ctx, db, as_json, verbose, csv)
     with handled(st):
         database = open_db(st, migrate=False)
+        from qortcli.steps.status import run_status   # the store's readers (pandas) only when status runs
+
         emit(st, run_status(database, runs=runs), _render, _rows)
 
 

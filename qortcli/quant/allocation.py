@@ -39,11 +39,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from qortcli.quant.choices import HC_MODELS, MODELS, RISK_MEASURES  # noqa: F401  (re-exported)
 from qortcli.quant.constraints import Bounds, OptimizationError, check_feasible, linear_constraints, polish
-
-MODELS = ("hrp", "herc", "max-sharpe", "min-risk", "risk-parity")
-HC_MODELS = ("hrp", "herc")
-RISK_MEASURES = ("MV", "CVaR", "CDaR", "MDD")
 
 HRP_LINKAGE = "single"
 HERC_LINKAGE = "ward"

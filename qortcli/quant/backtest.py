@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-REBALANCE_FREQUENCIES = {"weekly": "W", "monthly": "M", "quarterly": "Q"}
+from qortcli.quant.choices import REBALANCE_FREQUENCIES  # noqa: F401  (re-exported)
 
 
 def turnover(previous: Mapping[str, float], new: Mapping[str, float]) -> float:
