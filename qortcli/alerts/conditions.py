@@ -34,6 +34,12 @@ class Condition:
     inputs: Mapping[str, Any] = field(default_factory=dict)
     reason: str | None = None
 
+    @classmethod
+    def of(cls, rule, subject: str, active: bool | None, title: str, **extra) -> "Condition":
+        """A condition of `rule` (any rule of `qortcli.alerts.settings`: its name, kind, category, severity)."""
+        return cls(rule=rule.name, kind=rule.kind, category=rule.category, subject=subject, severity=rule.severity,
+                   active=active, title=title, **extra)
+
 
 def crossed(value: float | None, level: float, direction: str, hysteresis: float, was_open: bool) -> bool | None:
     """Whether `value` is beyond `level` in `direction` ("above" | "below"), with hysteresis: a closed episode

@@ -86,11 +86,6 @@ class HealthInputs:
     grace_s: float = 600.0              # the schedule's misfire grace (job_missed's default)
 
 
-def _condition(rule: Rule, subject: str, active: bool | None, title: str, **extra) -> Condition:
-    return Condition(rule=rule.name, kind=rule.kind, category=rule.category, subject=subject, severity=rule.severity,
-                     active=active, title=title, **extra)
-
-
 def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment is not None else "never"
 
@@ -115,14 +110,14 @@ def job_failed(rule: JobFailedRule, inputs: HealthInputs, open_subjects: frozens
     for job in _jobs(rule, inputs):
         last = job.last_finished
         if last is None:
-            out.append(_condition(rule, job.job, None, f"job {job.job}: no finished run recorded",
+            out.append(Condition.of(rule, job.job, None, f"job {job.job}: no finished run recorded",
                                   reason="no finished run recorded"))
             continue
         failed = last.status == "failed"
         title = (f"job {job.job} failed at {_when(last.started_at)}"
                  f"{f' ({job.failures_in_row} in a row)' if job.failures_in_row > 1 else ''}: {last.error or 'no error text'}"
                  if failed else f"job {job.job} ok at {_when(last.started_at)}")
-        out.append(_condition(rule, job.job, failed, title, observed_at=last.ended_at or last.started_at,
+        out.append(Condition.of(rule, job.job, failed, title, observed_at=last.ended_at or last.started_at,
                               values={"status": last.status, "error": last.error, "run_id": last.run_id,
                                       "failures_in_row": job.failures_in_row},
                               inputs={"timing": job.timing, "started_at": last.started_at, "ended_at": last.ended_at}))
@@ -161,7 +156,7 @@ def job_missed(rule: JobMissedRule, inputs: HealthInputs, open_subjects: frozens
             title = (f"job {job.job} ({job.timing}) has not started since it was due at {_when(due)} "
                      f"({_ago(now, due)} ago; last start {_when(job.last_started_at)})" if active else
                      f"job {job.job} on time (last start {_when(job.last_started_at)})")
-        out.append(_condition(rule, job.job, active, title, observed_at=job.latest_at, reason=reason,
+        out.append(Condition.of(rule, job.job, active, title, observed_at=job.latest_at, reason=reason,
                               values={"due_at": due, "last_started_at": job.last_started_at,
                                       "latest_status": job.latest_status, "latest_error": job.latest_error},
                               thresholds={"grace_s": grace},
@@ -192,7 +187,7 @@ def stale_data(rule: StaleDataRule, inputs: HealthInputs, open_subjects: frozens
         title = (f"{data.subject}: {reason}" if reason else
                  f"{data.subject} is {_ago(inputs.now, data.latest_at)} old (latest {_when(data.latest_at)}; "
                  f"{'over' if active else 'within'} {limit / 60:g} min = {limit_from})")
-        out.append(_condition(rule, data.subject, active, title, observed_at=data.latest_at, reason=reason,
+        out.append(Condition.of(rule, data.subject, active, title, observed_at=data.latest_at, reason=reason,
                               values={"age_s": age, "latest_at": data.latest_at},
                               thresholds={"max_age_s": limit, "from": limit_from},
                               inputs={"dataset": data.dataset, "cadence_s": data.cadence_s,
@@ -218,7 +213,7 @@ def stream_disconnected(rule: StreamDisconnectedRule, inputs: HealthInputs,
             state = "connected but silent" if st.connected else "disconnected"
             title = (f"{st.currency} stream {state} for {_ago(inputs.now, since)} (last message {_when(since)})"
                      if active else f"{st.currency} stream live (last message {_ago(inputs.now, since)} ago)")
-        out.append(_condition(rule, st.currency, active, title, observed_at=st.updated_at, reason=reason,
+        out.append(Condition.of(rule, st.currency, active, title, observed_at=st.updated_at, reason=reason,
                               values={"silent_s": silent, "connected": st.connected, "last_message_at": st.last_message_at,
                                       "updated_at": st.updated_at, "reconnects": st.reconnects},
                               thresholds={"after_s": rule.after_s},

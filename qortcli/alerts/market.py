@@ -81,11 +81,6 @@ def _currencies(rule: Rule, available) -> list[str]:
     return sorted(rule.currencies) if rule.currencies else sorted(available)
 
 
-def _condition(rule: Rule, subject: str, active: bool | None, title: str, **extra) -> Condition:
-    return Condition(rule=rule.name, kind=rule.kind, category=rule.category, subject=subject, severity=rule.severity,
-                     active=active, title=title, **extra)
-
-
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
@@ -122,7 +117,7 @@ def iv_rank(rule: IvRankRule, inputs: MarketInputs, open_subjects: frozenset[str
             sign = ">" if rule.direction == "above" else "<"
             title = (f"{what} {value:.2f} {sign if active else 'not ' + sign} {rule.level:.2f} over "
                      f"{rule.lookback_days} d (IV {_pct(rp.value)}, {rp.n_points} points)")
-        out.append(_condition(
+        out.append(Condition.of(
             rule, cur, active, title, observed_at=rp.span_end, reason=reason,
             values={rule.measure: value, "rank": rp.rank, "percentile": rp.percentile, "atm_iv": rp.value,
                     "n_points": rp.n_points},
@@ -179,7 +174,7 @@ def rr25_flip(rule: Rr25FlipRule, inputs: MarketInputs, open_subjects: frozenset
                 title = f"{what} still {label}: now {_vp(latest)}"
             else:
                 title = f"{what} {_vp(latest)}, not {label}"
-            out.append(_condition(
+            out.append(Condition.of(
                 rule, subject, active, title,
                 values={"rr25": latest, "established_sign": current, "flip_at": flip_at,
                         "rr25_at_flip": float(series.iloc[flip_i]) if flip_at is not None else None,
@@ -211,7 +206,7 @@ def term_inversion(rule: TermInversionRule, inputs: MarketInputs, open_subjects:
         frame = inputs.recent.get(cur)
         if observed is not None and frame is not None and "snapshot_id" in frame.columns:
             snapshot = frame.loc[frame.index == pd.Timestamp(observed), "snapshot_id"].iloc[-1]
-        out.append(_condition(
+        out.append(Condition.of(
             rule, cur, active, title, observed_at=observed, reason=reason,
             values={"front_minus_back": value, "atm_iv_front": f_iv, "atm_iv_back": b_iv},
             thresholds={"level": rule.level, "hysteresis": rule.hysteresis,
@@ -266,7 +261,7 @@ def spot_move(rule: SpotMoveRule, inputs: MarketInputs, open_subjects: frozenset
             minutes = (series.index[-1] - series.index[i]).total_seconds() / 60
             title = (f"{cur} spot {100 * move:+.2f}% in {minutes:.0f} min ({series.iloc[i]:,.0f} → "
                      f"{series.iloc[-1]:,.0f} USD), {'≥' if active else 'under'} {_pct(rule.move)} in {window}")
-        out.append(_condition(
+        out.append(Condition.of(
             rule, cur, active, title, observed_at=last_at, reason=reason,
             values={"move": move, "abs_move": None if move is None else abs(move),
                     "from_usd": None if i is None else float(series.iloc[i]),
@@ -315,7 +310,7 @@ def suggestion_pnl(rule: SuggestionRule, inputs: MarketInputs, open_subjects: fr
         else:
             word = ("target reached" if target else "max-loss level reached") if active else "within levels"
             title = f"{what} P/L {pnl:+,.0f} USD ({'exit' if use_exit else 'marks'}): {word} ({level:+,.0f} USD = {basis})"
-        out.append(_condition(
+        out.append(Condition.of(
             rule, s.suggestion_id, active, title, observed_at=s.point_at, reason=reason,
             values={"pnl_usd": pnl, "pnl_source": "exit" if use_exit else "marks", "pnl_usd_marks": s.pnl_usd_marks,
                     "pnl_usd_exit": s.pnl_usd_exit},

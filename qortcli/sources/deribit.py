@@ -414,22 +414,7 @@ def _csv_header(data: bytes) -> list[str]:
     return [c.strip() for c in first.split(",")]
 
 
-def is_chain_csv(path: Path | str) -> bool:
-    """Whether `path` is a whole-chain CSV (header holds the January 2026 collector's columns).
-
-    Raises FileRefused/OSError-derived errors for a file that cannot be read (never a silent False)."""
-    from qortcli.sources.files import check_regular_file
-
-    check_regular_file(path)
-    try:
-        with open(path, "rb") as fh:
-            header = _csv_header(fh.readline(1 << 16))
-    except OSError as exc:
-        raise DeribitError(f"cannot read {path}: {exc.strerror}") from None
-    return all(c in header for c in CHAIN_CSV_COLUMNS)
-
-
-def chains_from_chain_csv(path: Path | str, max_bytes: int | None = None, data: bytes | None = None) -> list[ParsedChain]:
+def chains_from_chain_csv(path: Path | str, max_bytes: int | None = None) -> list[ParsedChain]:
     """A whole-chain CSV (BTC and ETH in one file) → one chain per currency.
 
     Snapshot time = the `timestamp` column (latest per currency, millisecond precision); forward =
@@ -440,7 +425,7 @@ def chains_from_chain_csv(path: Path | str, max_bytes: int | None = None, data: 
     import pandas as pd
 
     path = Path(path)
-    data = _read(path, max_bytes) if data is None else data
+    data = _read(path, max_bytes)
     header = _csv_header(data)
     if "instrument_name" not in header:
         hint = " (looks like Yahoo daily prices: use `collect prices --from-csv`)" if "Close" in header else ""

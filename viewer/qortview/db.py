@@ -161,21 +161,6 @@ async def live_stamp(currency: str) -> str:
     return await loop.run_in_executor(_STAMPS, _live_stamp, currency)
 
 
-async def run(fn, *args):
-    """`fn(db, *args)` on the store thread → (result, error line or "", milliseconds)."""
-    def call():
-        clock = time.perf_counter()
-        try:
-            return fn(_handle(), *args), "", (time.perf_counter() - clock) * 1000
-        except (StoreError, UsageError) as exc:
-            return None, _line(exc), (time.perf_counter() - clock) * 1000
-        except Exception as exc:
-            log.exception("query %s failed", getattr(fn, "__name__", fn))
-            return None, f"{type(exc).__name__}: {_line(exc)}", (time.perf_counter() - clock) * 1000
-
-    return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
-
-
 def describe() -> str:
     db = _HANDLE["db"]
     return db.describe() if db is not None else ""

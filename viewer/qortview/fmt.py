@@ -101,19 +101,3 @@ def days(x) -> str:
 
 def text(x) -> str:
     return DASH if x is None or x == "" else str(x)
-
-
-def duration(seconds) -> str:
-    """An age or period in words: 45 s, 12 min, 5.2 h, 3.1 days, 10.6 months."""
-    if not _ok(seconds):
-        return DASH
-    s = abs(float(seconds))
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.0f} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    if s < 86400 * 60:
-        return f"{s / 86400:.1f} days"
-    return f"{s / (86400 * 30.44):.1f} months"

@@ -231,10 +231,9 @@ def _greek(frame: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _live_overlay(db, cur: str, group: pd.DataFrame, now: datetime) -> tuple[pd.DataFrame, dict | None]:
-    """Marks and greeks of the stream's `live_marks` (when `qortcli.store.read.live_marks` exists and the
-    stream wrote this currency) replacing the snapshot's, by instrument; plus what was live and how old."""
-    reader = getattr(read, "live_marks", None)
-    live = reader(db, cur) if reader is not None else None
+    """Marks and greeks of the stream's `live_marks` (when the stream wrote this currency) replacing the
+    snapshot's, by instrument; plus what was live and how old."""
+    live = read.live_marks(db, cur)
     if live is None or live.frame is None or live.frame.empty:
         return group, None
     lf = live.frame.set_index("instrument")

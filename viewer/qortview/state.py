@@ -139,11 +139,6 @@ class Base(rx.State, mixin=True):
         self._put(error="", load_note=res.note, loaded=True, store=db.describe())
         self._on_time()
 
-    def _done(self, error: str, ms: float) -> None:
-        """For a page that fetches by itself (`db.run`): record the load's error and time."""
-        self._put(error=error, store=db.describe(), load_ms=int(round(ms)), loaded=True)
-        self.refreshes += 1
-
     @rx.event
     async def load(self):
         """The page opened: its data, once."""
