@@ -174,12 +174,8 @@ def optimize_by_sector(returns: pd.DataFrame, sectors: Mapping[str, str], model:
     full = Bounds(min_asset=bounds.min_asset, max_asset=bounds.max_asset, max_group=bounds.max_group,
                   groups={a: sectors[a] for a in assets}, labels={"group": "sector", **bounds.labels})
     label = f"{_label(model, risk_measure)} by sector"
-    if full.max_group is not None:
-        check_feasible(assets, full, label)
-    else:
-        check_feasible(assets, Bounds(min_asset=bounds.min_asset, max_asset=bounds.max_asset, labels=full.labels),
-                       label)
-    groups = {g: m for g, m in full.group_map(assets).items()}
+    check_feasible(assets, full, label)            # the group map counts only when there is a group cap
+    groups = full.group_map(assets)
     hi, lo = full.upper(assets), full.lower(assets)
 
     within: dict[str, pd.Series] = {}

@@ -436,17 +436,18 @@ def run_suggest(db, currency: str | None = None, expiry: str | None = None, top:
     args = {"currency": currency, "expiry": expiry, "top": top, "snapshot_id": snapshot_id, "strategies": strategies,
             "as_of_snapshot": as_of_snapshot}
     with recorded_run(db, "suggest", args) as run:
+        requested = None
         if snapshot_id:
-            snap = _snapshot(db, currency or "", snapshot_id)
-            if currency and str(snap.get("currency", "")).upper() != currency.strip().upper():
-                raise UsageError(f"--snapshot {snapshot_id} is a {snap.get('currency')} snapshot, not "
+            requested = _snapshot(db, currency or "", snapshot_id)
+            if currency and str(requested.get("currency", "")).upper() != currency.strip().upper():
+                raise UsageError(f"--snapshot {snapshot_id} is a {requested.get('currency')} snapshot, not "
                                  f"{currency.strip().upper()}: drop --currency or pick a {currency.strip().upper()} snapshot")
-            currencies = [snap["currency"]]
+            currencies = [requested["currency"]]
         else:
             currencies = currencies_to_process(db, currency)
         results, docs, stale_all = [], [], []
         for cur in currencies:
-            snap = _snapshot(db, cur, snapshot_id)
+            snap = requested or _snapshot(db, cur, None)
             chain = load_chain(db, snap, cfg["day_count"])
             unpriced = None
             if not snapshot_id and not chain.empty and chain["delta"].isna().all():

@@ -12,7 +12,6 @@ a daily roll-up (resolution "day") holds the day's last snapshot, so year-long v
 from __future__ import annotations
 
 import logging
-import math
 from typing import Callable
 
 import numpy as np
@@ -41,17 +40,10 @@ def summary_document(chain: read.Chain, surface: dict | None) -> dict:
     doc.update(stats.fields())
     try:
         totals = market.market_totals(live, days_per_year=days_per_year)
-        doc.update(_plain(totals))
+        doc.update(totals.as_document())
     except ValueError as exc:   # a chain without the columns/quotes positioning needs: say so, keep the rest
         doc["market_unavailable"] = str(exc)
     return doc
-
-
-def _plain(record) -> dict:
-    from dataclasses import asdict, is_dataclass
-
-    out = asdict(record) if is_dataclass(record) else dict(record)
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
 def write_summary(db, chain: read.Chain, surface: dict | None) -> dict:
