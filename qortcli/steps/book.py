@@ -24,6 +24,7 @@ from qortcli.errors import StepError, UsageError
 from qortcli.quant.risk import future_forwards
 from qortcli.sources.positions import (FUTURE, OPTION, SPOT, Position, PositionsError, combine, instrument_terms,
                                        load_positions, make_position)
+from qortcli.steps.common import day_count
 from qortcli.store import read
 from qortcli.store.books import load_book, save_book
 from qortcli.store.read import Chain
@@ -58,12 +59,6 @@ def book_name(name: str | None) -> str:
     if not _BOOK_NAME.match(name):
         raise UsageError(f"book name {name!r}: use letters, digits and _ . - (at most 64 characters)")
     return name
-
-
-def _basis() -> str:
-    from qortcli.config import get_settings
-
-    return str(get_settings().section("pricing").get("day_count") or DEFAULT_BASIS)
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -117,7 +112,7 @@ def latest_chains_for(db, positions: list[Position], basis: str) -> dict[str, Ch
 
 def check_positions(db, positions: list[Position], basis: str | None = None) -> dict[str, Chain]:
     """Check every position against its currency's latest chain; returns those chains."""
-    chains = latest_chains_for(db, positions, basis or _basis())
+    chains = latest_chains_for(db, positions, day_count(basis))
     for cur, chain in chains.items():
         check_against_chain([p for p in positions if p.currency == cur], chain)
     return chains

@@ -8,7 +8,7 @@ from typing import Iterator
 
 from qortcli.errors import StepError, UsageError
 from qortcli.store import read
-from qortcli.timeutils import DEFAULT_BASIS, as_utc, utcnow
+from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, utcnow
 
 NO_SNAPSHOT = read.NO_SNAPSHOT
 
@@ -26,6 +26,18 @@ def check_currency(db, currency: str) -> str:
         have = f"it has {', '.join(found)}" if found else "it has none yet (qortcli collect deribit / collect sample)"
         raise UsageError(f"no {wanted} option snapshot in the store ({have})")
     return wanted
+
+
+def day_count(basis: str | None = None) -> str:
+    """The day-count basis a step uses: `basis` (a --basis value) or the settings' `[pricing] day_count`
+    (validated at start-up); UsageError for a basis `qortcli.timeutils.BASES` does not know."""
+    if basis is None:
+        from qortcli.config import get_settings
+
+        basis = get_settings().pricing.day_count
+    if basis not in BASES:
+        raise UsageError(f"unknown day-count basis {basis!r}; use one of {', '.join(sorted(BASES))}")
+    return basis
 
 
 def currencies_to_process(db, currency: str | None) -> list[str]:

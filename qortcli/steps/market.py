@@ -24,6 +24,7 @@ import pandas as pd
 
 from qortcli.errors import StepError, UsageError
 from qortcli.quant import market as qm
+from qortcli.steps.common import day_count
 from qortcli.store import ops, read
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, DEFAULT_BASIS
@@ -69,9 +70,7 @@ class MarketSummary(NamedTuple):
 # ----------------------------------------------------------------------------------------------- inputs
 
 def _basis(basis: str) -> float:
-    if basis not in BASES:
-        raise UsageError(f"unknown day-count basis {basis!r}; use one of {', '.join(sorted(BASES))}")
-    return BASES[basis]
+    return BASES[day_count(basis)]
 
 
 def _dealer(dealer: str) -> qm.DealerSigns:

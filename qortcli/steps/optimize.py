@@ -33,9 +33,9 @@ import pandas as pd
 
 from qortcli.errors import StepError, UsageError
 from qortcli.store import ops, read, schema
-from qortcli.steps.common import staleness
+from qortcli.steps.common import day_count, staleness
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, DEFAULT_BASIS, utcnow
+from qortcli.timeutils import BASES, utcnow
 
 UNCLASSIFIED = "Unclassified"
 #: how the constraint messages of `qortcli.quant.constraints` name each bound: this command's options
@@ -173,7 +173,6 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
     fitted on the trailing `lookback_days`. `report` writes a quantstats HTML tearsheet (offline: the
     benchmark is the equal-weight series, never a downloaded ticker). `sectors` overrides the taxonomy.
     """
-    from qortcli.config import get_settings
     from qortcli.quant import allocation as qa
     from qortcli.quant import backtest as qb
     from qortcli.quant import constraints as qc
@@ -181,7 +180,7 @@ def run_optimize(db, model: str | None = None, by_sector: bool = False, risk_mea
     from qortcli.quant import returns as qr
 
     cfg = settings()
-    basis = get_settings().section("pricing").get("day_count", DEFAULT_BASIS)
+    basis = day_count()
     periods = BASES[basis]
     explicit_min_history = min_history_days
     model = (model or cfg["model"]).lower()

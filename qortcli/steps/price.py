@@ -26,7 +26,7 @@ import numpy as np
 from qortcli.errors import UsageError
 from qortcli.quant import black76, implied_vol, mark_check
 from qortcli.sources.deribit import IV_ABOVE_MAX, IV_MISSING, IV_NON_POSITIVE, MAX_VOL
-from qortcli.steps.common import currencies_to_process, staleness
+from qortcli.steps.common import currencies_to_process, day_count, staleness
 from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, expiry_code, require_utc, utcnow, year_fractions
@@ -68,8 +68,7 @@ def vol_flags(docs: list[dict], mark_iv: np.ndarray) -> np.ndarray:
 def price_documents(docs: list[dict], timestamp: datetime, basis: str = "ACT/365") -> dict[str, np.ndarray]:
     """Model arrays for one snapshot's documents: t_years, prices, IVs (and reason codes), greeks, and the
     per-row vol flag ("" or why the mark IV is unusable: those rows get NaN prices and greeks)."""
-    if basis not in BASES:
-        raise UsageError(f"unknown day-count basis {basis!r}; use one of {sorted(BASES)}")
+    basis = day_count(basis)
     F = _float_array(docs, "forward")
     K = _float_array(docs, "strike")
     call = np.array([d.get("option_type") == "call" for d in docs], dtype=bool)
@@ -147,11 +146,7 @@ def run_price(db, currency: str | None = None, check: bool = False, basis: str |
     iv_flagged: {reason: count}, check (when `check`)}], "options": [one row per instrument], "stale":
     [notes when a snapshot is older than the collect schedule], "seconds"}.
     """
-    from qortcli.config import get_settings
-
-    basis = basis or get_settings().pricing.day_count
-    if basis not in BASES:
-        raise UsageError(f"unknown day-count basis {basis!r}; use one of {sorted(BASES)}")
+    basis = day_count(basis)
     wanted = parse_expiry_code(expiry) if expiry is not None else None
     clock = time.perf_counter()
     with recorded_run(db, "price", {"currency": currency, "check": check, "basis": basis, "expiry": expiry}) as run:

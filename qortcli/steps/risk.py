@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from qortcli.config import get_settings
-from qortcli.errors import ConfigError, StepError, UsageError
+from qortcli.errors import ConfigError, StepError
 from qortcli.quant import risk as qrisk
 from qortcli.sources.positions import OPTION, Position
 from qortcli.steps.book import book_name, check_against_chain, positions_frame
+from qortcli.steps.common import day_count
 from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, utcnow
+from qortcli.timeutils import BASES, as_utc, utcnow
 
 #: `[risk]` settings and their defaults (vol shifts in vol points, spot moves and min_vol as fractions)
 RISK_DEFAULTS = {"spot_move_min": -0.5, "spot_move_max": 0.5, "spot_steps": 21, "vol_shift_min": -30.0,
@@ -62,13 +63,6 @@ def grid_from_settings(section: dict | None = None) -> qrisk.GridSpec:
                                      values["horizons_days"], values["min_vol"])
     except ValueError as exc:
         raise ConfigError(f"[risk] {exc}") from None
-
-
-def _basis(basis: str | None) -> str:
-    chosen = basis or str(get_settings().section("pricing").get("day_count") or DEFAULT_BASIS)
-    if chosen not in BASES:
-        raise UsageError(f"unknown day-count basis {chosen!r}; use one of {sorted(BASES)}")
-    return chosen
 
 
 def _check_listed(name: str, positions: list[Position], chain) -> None:
@@ -130,7 +124,7 @@ def run_risk(db, book: str | None = None, currency: str | None = None, basis: st
     settings. `skip_missing`: a missing or empty book is a quiet skip (status ok) instead of a StepError.
     """
     name = book_name(book)
-    basis = _basis(basis)
+    basis = day_count(basis)
     grid = grid or grid_from_settings()
     cur_filter = currency.strip().upper() if currency else None
     with recorded_run(db, "risk", {"book": name, "currency": cur_filter, "basis": basis}) as run:

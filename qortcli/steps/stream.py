@@ -51,9 +51,10 @@ from qortcli.sources import deribit as deribit_src
 from qortcli.sources.deribit_ws import (Connected, DeribitStream, Disconnected, IndexPrice, InstrumentState,
                                         MarkPrices, StreamConfig)
 from qortcli.steps.live_chain import SOURCE, LiveChain, live_marks_document, parsed_chain, reprice
+from qortcli.steps.common import day_count
 from qortcli.store import ops, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, DEFAULT_BASIS, utcnow
+from qortcli.timeutils import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -523,8 +524,6 @@ def run_stream(db, currencies: Iterable[str] | str | None = None, url: str | Non
     live_marks write. `stop_event` (a threading.Event, e.g. the worker's) ends the session when set.
     Returns the summary (counts, latencies, snapshot ids) also recorded in the run.
     """
-    from qortcli.config import get_settings
-
     currencies = _currencies(currencies)
     snapshot_s = parse_seconds(snapshot_every, "--snapshot-every")
     duration_s = parse_seconds(duration, "--duration") if duration not in (None, "", 0) else None
@@ -544,10 +543,7 @@ def run_stream(db, currencies: Iterable[str] | str | None = None, url: str | Non
         ws_config = StreamConfig(**options)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    settings = get_settings()
-    basis = settings.section("pricing").get("day_count", DEFAULT_BASIS)
-    if basis not in BASES:
-        raise ConfigError(f"[pricing] day_count = {basis!r} is not one of {sorted(BASES)}")
+    basis = day_count()
     rest = rest or deribit_src.DeribitClient(base_url=rest_url)
     rest_url = getattr(rest, "base_url", rest_url or "")
     args = {"currencies": currencies, "url": ws_config.url, "rest_url": rest_url, "snapshot_every_s": snapshot_s,

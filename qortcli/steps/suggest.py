@@ -45,7 +45,7 @@ from qortcli.quant import payoff as pay
 from qortcli.quant import realised, smile, vol_history
 from qortcli.quant import strategies as strat
 from qortcli.quant import tracking
-from qortcli.steps.common import currencies_to_process, staleness
+from qortcli.steps.common import currencies_to_process, day_count, staleness
 from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, expiry_code, utcnow
@@ -72,7 +72,7 @@ def suggest_settings(cfg: dict | None = None) -> dict:
     if missing:
         raise StepError(f"settings [suggest] lacks {', '.join(missing)} ({settings.settings_file})")
     cfg = dict(cfg)
-    cfg.setdefault("day_count", settings.section("pricing").get("day_count", DEFAULT_BASIS))
+    cfg.setdefault("day_count", day_count())
     return cfg
 
 

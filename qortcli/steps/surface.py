@@ -26,17 +26,10 @@ import pandas as pd
 
 from qortcli.errors import StepError
 from qortcli.quant.surface import fit_surface
-from qortcli.steps.common import latest_chains
+from qortcli.steps.common import day_count, latest_chains
 from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
 from qortcli.timeutils import BASES, DEFAULT_BASIS, utcnow
-
-
-def default_basis() -> str:
-    """The day-count basis of the settings (`[pricing] day_count`)."""
-    from qortcli.config import get_settings
-
-    return get_settings().section("pricing").get("day_count", DEFAULT_BASIS)
 
 
 def fit_inputs(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -81,9 +74,7 @@ def run_surface(db, currency: str | None = None, basis: str | None = None) -> di
     from qortcli.steps.summaries import write_summary
 
     clock = time.perf_counter()
-    basis = basis or default_basis()
-    if basis not in BASES:
-        raise StepError(f"unknown day-count basis {basis!r}; use one of {sorted(BASES)}")
+    basis = day_count(basis)
     with recorded_run(db, "surface", {"currency": currency, "basis": basis}) as run:
         summaries, stored = [], 0
         for chain in latest_chains(db, currency, basis):
@@ -105,7 +96,7 @@ def run_backfill(db, currency: str | None = None, basis: str | None = None, prog
     from qortcli.steps.summaries import backfill
 
     clock = time.perf_counter()
-    basis = basis or default_basis()
+    basis = day_count(basis)
     with recorded_run(db, "surface", {"currency": currency, "basis": basis, "backfill": True}) as run:
         done = backfill(db, currency, basis, progress=progress)
         run.counts.update(summaries=done["written"], failed=len(done["failed"]))

@@ -55,9 +55,10 @@ import pandas as pd
 from qortcli.errors import StepError, UsageError
 from qortcli.quant.vol import IV_TENORS, SOURCES, VolReport, history_columns, vol_report
 from qortcli.quant.vol_history import MIN_POINTS, daily_last
+from qortcli.steps.common import day_count
 from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, require_utc, utcnow
+from qortcli.timeutils import BASES, as_utc, require_utc, utcnow
 
 CANDIDATES = ("har", "garch", "gjr", "naive")       # the models a "best forecast" is chosen from
 BEST_LOSS = "qlike"
@@ -93,16 +94,6 @@ class VolSummary(NamedTuple):
 
 # ----------------------------------------------------------------------------------------------- inputs
 
-def _basis(basis: str | None) -> str:
-    if basis is None:
-        from qortcli.config import get_settings
-
-        basis = get_settings().section("pricing").get("day_count", DEFAULT_BASIS)
-    if basis not in BASES:
-        raise UsageError(f"unknown day-count basis {basis!r}; use one of {', '.join(sorted(BASES))}")
-    return basis
-
-
 def _source(source: str) -> str:
     wanted = (source or "").strip().lower()
     if wanted not in SOURCES:
@@ -137,7 +128,7 @@ def run_vol(db, currency: str | None = None, source: str = "marks", now: datetim
     """The vol analysis of each currency (or of `currency`) from its stored prices and daily summaries,
     stored in `vol_forecasts` with a `job_runs` record (module docstring)."""
     source = _source(source)
-    basis = _basis(basis)
+    basis = day_count(basis)
     if now is not None:
         now = require_utc(now, "now")
     clock = time.perf_counter()
