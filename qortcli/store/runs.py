@@ -57,17 +57,22 @@ def run_context(trigger: str, **fields):
 ABANDONED = "abandoned"
 
 
-def process_start(pid: int) -> int | None:
-    """The start time of process `pid` in clock ticks since boot (/proc/<pid>/stat field 22), or None when it
-    cannot be read (no such process, not Linux)."""
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after "pid (comm)" (state is [0], starttime [19]); [] when unreadable
+    (no such process, not Linux)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             text = fh.read().decode("ascii", "replace")
     except OSError:
-        return None
-    fields = text.rpartition(")")[2].split()  # after "pid (comm)": state is fields[0], starttime fields[19]
+        return []
+    return text.rpartition(")")[2].split()
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process `pid` in clock ticks since boot (/proc/<pid>/stat field 22), or None when it
+    cannot be read (no such process, not Linux)."""
     try:
-        return int(fields[19])
+        return int(_proc_stat(pid)[19])
     except (IndexError, ValueError):
         return None
 
@@ -90,12 +95,7 @@ def process_alive(host: str | None, pid: int | None, proc_start: int | None = No
         return False
     except PermissionError:
         pass  # exists, owned by another user
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().decode("ascii", "replace").rpartition(")")[2].split()[:1]
-    except OSError:
-        state = []
-    if state == ["Z"]:
+    if _proc_stat(pid)[:1] == ["Z"]:
         return False
     if proc_start is not None:
         now_start = process_start(pid)
@@ -107,8 +107,11 @@ def process_alive(host: str | None, pid: int | None, proc_start: int | None = No
 def run_alive(record: dict, timeout_s: float, now=None) -> bool:
     """Whether the process of a "running" record may still be running (see the module docstring)."""
     alive = process_alive(record.get("host"), record.get("pid"), record.get("proc_start"))
-    if alive is not None:
-        return alive
+    return alive if alive is not None else _within_timeout(record, timeout_s, now)
+
+
+def _within_timeout(record: dict, timeout_s: float, now=None) -> bool:
+    """A record whose process cannot be checked (another host): younger than its step's timeout."""
     started = record.get("started_at")
     if started is None:
         return False
@@ -133,7 +136,7 @@ def stale_runs(db, timeout_for=None, step: str | None = None) -> list[dict]:
         if alive is None:
             if timeout_for is None:
                 from qortcli.schedule import step_timeout_seconds as timeout_for
-            alive = run_alive(record, timeout_for(record.get("step"), record.get("job")), now)
+            alive = _within_timeout(record, timeout_for(record.get("step"), record.get("job")), now)
         if not alive:
             out.append(record)
     return out
