@@ -110,6 +110,10 @@ class _State:
 
     def load_dicts(self) -> None:
         self.dicts.clear()
+        self.load_bases()
+
+    def load_bases(self) -> None:
+        """The newest compression bases (another process may have added one: a data change, not a schema one)."""
         self.bases = [int(i) for (i,) in self.conn.execute(
             "SELECT id FROM dicts WHERE base IS NULL ORDER BY id DESC LIMIT ?", (RECENT_BASES,))]
         self.dict_id = self.bases[0] if self.bases else 0
@@ -247,21 +251,27 @@ class EmbeddedCollection:
 
     # ------------------------------------------------------------------ encoding
 
-    def _encode_row(self, state: _State, doc: dict, raws: list | None = None) -> tuple:
+    def _encode_row(self, state: _State, doc: dict) -> tuple:
         if "_id" not in doc:
             doc["_id"] = bson.ObjectId()
         values = []
         for field in sorted(state.columns):
             got = path_values(doc, field)
-            value = None if len(got) != 1 or got[0] is MISSING else got[0]
             if len(got) > 1:
                 raise codec.EncodeError(f"indexed field {field!r} of {doc['_id']!r} holds an array")
-            if value is not None and hasattr(value, "tzinfo") and field not in state.date_columns:
-                state.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, 1)", (f"date:{field}",))
-                state.date_columns.add(field)
-            values.append(codec.column_value(value, field))
+            values.append(self._column_value(state, field, got))
         raw = bson.encode(doc, codec_options=codec.CODEC_OPTIONS)
         return codec.id_value(doc["_id"]), raw, values
+
+    @staticmethod
+    def _column_value(state: _State, field: str, got: list) -> Any:
+        """An indexed column's value from the document's `path_values` (None unless exactly one); the first date
+        seen in a field marks it a date column (in `meta`)."""
+        value = None if len(got) != 1 or got[0] is MISSING else got[0]
+        if value is not None and hasattr(value, "tzinfo") and field not in state.date_columns:
+            state.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, 1)", (f"date:{field}",))
+            state.date_columns.add(field)
+        return codec.column_value(value, field)
 
     def _new_dict(self, state: _State, data: bytes, base: int | None = None) -> int:
         cur = state.conn.execute("INSERT INTO dicts(data, base) VALUES (?, ?)", (data, base))
@@ -273,10 +283,7 @@ class EmbeddedCollection:
         base when none is within NEW_BASE_IF_WORSE of a fresh one) and the batch's first documents."""
         if not raws:
             return 0, None
-        # another process may have added a base since this one looked (a data change: schema_version stays)
-        state.bases = [int(i) for (i,) in state.conn.execute(
-            "SELECT id FROM dicts WHERE base IS NULL ORDER BY id DESC LIMIT ?", (RECENT_BASES,))]
-        state.dict_id = state.bases[0] if state.bases else 0
+        state.load_bases()   # another process may have added a base since this one looked
         if len(raws) < BATCH_DICT_MIN:
             if not state.dict_id:
                 data = codec.build_dictionary(raws)
@@ -321,11 +328,9 @@ class EmbeddedCollection:
                              "needed))") from None
 
     def _column_sql(self, state: _State) -> tuple[str, str, str]:
+        """The indexed columns (in `_encode_row`'s order) as SQL: ", c1, c2", ", ?, ?" and ", c1 = ?, c2 = ?"."""
         cols = [state.columns[f] for f in sorted(state.columns)]
-        names = "".join(f", {c}" for c in cols)
-        marks = ", ?" * len(cols)
-        sets = "".join(f", {c} = excluded.{c}" for c in cols)
-        return names, marks, sets
+        return "".join(f", {c}" for c in cols), ", ?" * len(cols), "".join(f", {c} = ?" for c in cols)
 
     # ------------------------------------------------------------------ query planning
 
@@ -525,9 +530,7 @@ class EmbeddedCollection:
             if old is None or codec.unpack(old[1], state.dicts) != row[1]:
                 changed.append(row)
         dict_id, dictionary = self._batch_dict(state, [r[1] for r in changed]) if changed else (0, None)
-        names, marks, _ = self._column_sql(state)
-        cols = [state.columns[f] for f in sorted(state.columns)]
-        sets = "".join(f", {c} = ?" for c in cols)
+        names, marks, sets = self._column_sql(state)
         inserts, updates = [], []
         for id_value, raw, values in changed:
             body = codec.pack(raw, dict_id, dictionary)
@@ -594,8 +597,7 @@ class EmbeddedCollection:
         if old is not None and codec.unpack(bytes(old[0]), state.dicts) == raw:
             return False
         body = codec.pack(raw, *self._batch_dict(state, [raw]))
-        cols = [state.columns[f] for f in sorted(state.columns)]
-        sets = "".join(f", {c} = ?" for c in cols)
+        sets = self._column_sql(state)[2]
         state.conn.execute(f"UPDATE docs SET idh = ?, id = ?, body = ?{sets} WHERE rid = ?",
                            (codec.id_hash(id_value), id_value, body, *values, rid))
         return True
@@ -913,12 +915,7 @@ class EmbeddedCollection:
                 break
             updates = []
             for rid, body in rows:
-                got = path_values(self._decode(state, body), field)
-                value = None if len(got) != 1 or got[0] is MISSING else got[0]
-                if value is not None and hasattr(value, "tzinfo") and field not in state.date_columns:
-                    state.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, 1)", (f"date:{field}",))
-                    state.date_columns.add(field)
-                updates.append((codec.column_value(value, field), rid))
+                updates.append((self._column_value(state, field, path_values(self._decode(state, body), field)), rid))
             state.conn.executemany(f"UPDATE docs SET {col} = ? WHERE rid = ?", updates)
             last = rows[-1][0]
 
