@@ -22,7 +22,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from qortcli import timeutils
 from qortcli.errors import UsageError
+from qortcli.quant import board
 from qortcli.quant import smile as sm
 from qortcli.quant.svi import PARAM_NAMES, svi_total_variance
 from qortcli.store import read, schema
@@ -106,8 +108,8 @@ def column(values, digits: int = 6) -> list:
 
 
 def expiry_code(expiry) -> str:
-    expiry = as_utc(expiry)
-    return f"{expiry.day}{expiry.strftime('%b').upper()}{expiry:%y}"
+    """Deribit's code of a stored expiry (a naive stored datetime is UTC)."""
+    return timeutils.expiry_code(as_utc(expiry))
 
 
 def _choose(value, listed: list[str], what: str):
@@ -270,19 +272,18 @@ def chain_page(db, currency: str | None = None, expiry: str | None = None, now: 
     frame, info = chain.frame, chain.snapshot
     basis = frame.attrs.get("basis") or DEFAULT_BASIS
     alive = frame[frame["t_years"] > 0]
-    codes = list(dict.fromkeys(alive.sort_values("expiry")["expiry_code"]))
+    codes = board.expiry_codes(alive)
     out = {**base, "currency": cur, "snapshot_id": info.snapshot_id, "timestamp": iso(info.timestamp), "basis": basis,
            "expiries": codes, "empty": "" if codes else f"{info.snapshot_id} lists no unexpired option"}
     if not codes:
         return out
     dpy = BASES[basis]
-    days_by_code = alive.groupby("expiry_code", sort=False)["t_years"].first() * dpy
     if expiry and str(expiry).upper() in codes:
         code = str(expiry).upper()
     elif expiry:
         raise UsageError(f"no expiry {str(expiry).upper()} in {info.snapshot_id}; listed: {', '.join(codes)}")
     else:
-        code = min(codes, key=lambda c: abs(days_by_code[c] - CM_DAYS))
+        code = board.default_expiry(alive, dpy, CM_DAYS)
     group = alive[alive["expiry_code"] == code].copy()
     for g in ("delta", "gamma", "vega", "theta"):
         group[g] = _greek(group, g)
@@ -307,7 +308,7 @@ def chain_page(db, currency: str | None = None, expiry: str | None = None, now: 
     forward = num(group["expiry_forward_usd"].iloc[0])
     priced = int(group["priced"].sum())
     published = int(np.isfinite(group["delta_deribit"].to_numpy(dtype=float)).sum())
-    return {**out, "expiry": code, "expiry_date": iso(group["expiry"].iloc[0]), "days": float(days_by_code[code]),
+    return {**out, "expiry": code, "expiry_date": iso(group["expiry"].iloc[0]), "days": float(group["t_years"].iloc[0] * dpy),
             "forward_usd": forward, "spot_usd": num(np.nanmedian(index)) if np.isfinite(index).any() else None,
             "atm_strike_usd": float(strikes[np.argmin(np.abs(strikes - forward))]) if forward else None,
             "strikes_total": int(strikes.size), "options": int(len(group)), "priced": priced,

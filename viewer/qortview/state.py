@@ -110,10 +110,9 @@ class Base(rx.State, mixin=True):
 
     # -- protocol
     def _put(self, **values) -> None:
-        """Assign only what changed (an unchanged assignment would still be sent to the browser)."""
+        """Assign several vars (`__setattr__` skips the unchanged ones)."""
         for name, value in values.items():
-            if getattr(self, name) != value:
-                setattr(self, name, value)
+            setattr(self, name, value)
 
     def _on_time(self) -> None:
         """What changes with the clock alone (no new data): the ages' stale flags."""
@@ -208,8 +207,7 @@ class OverviewState(Base, rx.State):
                 summary_note=lag))
         self.cards = cards
         self.has_options = bool(cards)
-        self._jobs = tuple(data["jobs"])
-        self._job_rows()
+        self._jobs = tuple(data["jobs"])       # rows drawn by _on_time, which follows every _show
         alerts = data.get("alerts")
         self.has_alerts = alerts is not None
         self.alerts = [Row(a.get("severity") or "", a.get("short_id") or a.get("id") or "", a.get("rule") or "",
