@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Optional
 
 import typer
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from qortcli.cli.app import app
 from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fail, fit_table,
-                                handled, open_db, state)
+                                handled, minute, open_db, state)
 
 alerts_app = typer.Typer(
     help=("Alerts on markets and jobs: the \\[alerts] rules of the settings (IV rank/percentile, RR25 sign flips, "
@@ -37,10 +36,6 @@ LimitOption = Annotated[int, typer.Option("--limit", min=1, help="How many close
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _when(value) -> str:
-    return f"{value:%Y-%m-%d %H:%M}" if isinstance(value, datetime) else "–"
-
-
 def _duration(seconds) -> str:
     if seconds is None:
         return "–"
@@ -61,7 +56,7 @@ def _table(title: str, rows: list[dict], closed: bool = False) -> Table:
     for r in rows:
         style = SEVERITY_STYLE.get(str(r["severity"]), "white")
         state_line = f"{r['status']} {_duration(r['duration_s'])}"
-        left = (f"[bold]{escape(r['short_id'])}[/] [{style}]{escape(str(r['severity']))}[/]\n{_when(r['opened_at'])}\n"
+        left = (f"[bold]{escape(r['short_id'])}[/] [{style}]{escape(str(r['severity']))}[/]\n{minute(r['opened_at'])}\n"
                 f"{escape(state_line)} · sent: {escape(r['delivery'])}")
         text = (r["title"] if closed else r.get("latest_title") or r["title"])
         if closed and r.get("close_reason"):

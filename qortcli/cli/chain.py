@@ -8,8 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from qortcli.cli.app import app
-from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fit_table, handled,
-                                note, num, open_db, pct, state, usd)
+from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, contracts, emit, esc, fit_table,
+                                handled, note, num, open_db, pct, state, usd)
 
 
 @app.command()
@@ -65,19 +65,12 @@ def _coin(value: Any) -> str:
     return f"{x:.{1 - math.floor(math.log10(x))}f}"
 
 
-def _contracts(value: Any) -> str:
-    if value is None or not math.isfinite(float(value)):
-        return "–"
-    x = float(value)
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}"
-
-
 #: one side's columns from the strike outwards: (field, header, priority, formatter); priority 0 always shows
 _SIDE = (("bid_coin", "bid\ncoin", 0, _coin), ("ask_coin", "ask\ncoin", 0, _coin),
          ("iv_mark", "IV\nmark", 1, lambda v: pct(v, 1)), ("delta", "delta", 2, lambda v: "–" if v is None or v != v else f"{v:.2f}"),
-         ("mark_coin", "mark\ncoin", 3, _coin), ("open_interest_coin", "OI\ncoin", 4, _contracts),
+         ("mark_coin", "mark\ncoin", 3, _coin), ("open_interest_coin", "OI\ncoin", 4, contracts),
          ("iv_bid", "IV\nbid", 5, lambda v: pct(v, 1)), ("iv_ask", "IV\nask", 5, lambda v: pct(v, 1)),
-         ("volume_coin", "vol 24h\ncoin", 6, _contracts), ("bid_spot_usd", "bid\nUSD", 7, lambda v: usd(v)),
+         ("volume_coin", "vol 24h\ncoin", 6, contracts), ("bid_spot_usd", "bid\nUSD", 7, lambda v: usd(v)),
          ("ask_spot_usd", "ask\nUSD", 7, lambda v: usd(v)), ("mark_spot_usd", "mark\nUSD", 8, lambda v: usd(v)))
 
 

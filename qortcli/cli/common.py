@@ -414,6 +414,20 @@ def pct(value: Any, decimals: int = 2) -> str:
     return f"{100 * float(value):.{decimals}f}%"
 
 
+def contracts(value: Any) -> str:
+    """Option contracts or coin amounts (open interest, volume): thousands separators from 100 up, one decimal
+    below: 12,345 · 250 · 7.5."""
+    if not _finite(value):
+        return "–"
+    x = float(value)
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}"
+
+
+def minute(value: Any) -> str:
+    """A datetime to the minute (2026-01-11 21:18), '–' for anything else."""
+    return f"{value:%Y-%m-%d %H:%M}" if isinstance(value, (datetime, date)) else "–"
+
+
 def coin(value: Any, significant: int = 4) -> str:
     """A coin price with `significant` significant digits, fixed point: 0.012345 → 0.01235, 1.2 → 1.200."""
     if not _finite(value):

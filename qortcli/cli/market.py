@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from qortcli.cli.app import app
-from qortcli.cli.common import (CellColumn, CsvOption, DbOption, JsonOption, VerboseOption, emit, fit_rows, handled,
-                                open_db, state)
+from qortcli.cli.common import (CellColumn, CsvOption, DbOption, JsonOption, VerboseOption, contracts, emit, fit_rows,
+                                handled, open_db, state)
 from qortcli.quant.dealer import DEFAULT_DEALER, DEALER_CONVENTIONS
 from qortcli.timeutils import DEFAULT_BASIS
 
@@ -94,18 +94,12 @@ def _ok(value) -> bool:
     return value is not None and value == value
 
 
-def _coin(value) -> str:
-    if not _ok(value):
-        return "–"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
-
-
 def _signed_coin(value) -> str:
     if not _ok(value):
         return "–"
     if value == 0:
         return "0"
-    return ("+" if value > 0 else "") + _coin(value)
+    return ("+" if value > 0 else "") + contracts(value)
 
 
 def _usd(value, signed: bool = False) -> str:
@@ -174,9 +168,9 @@ def _positioning(cur: dict, sel: dict, label: str) -> Table:
     table = Table(title=f"{escape(cur['currency'])} positioning · {label}", title_justify="left")
     for header in ("", "calls", "puts", "put/call"):
         table.add_column(header, justify="left" if not header else "right", no_wrap=True)
-    table.add_row("open interest (coin)", _coin(sel["oi_calls_coin"]), _coin(sel["oi_puts_coin"]), _ratio(sel["pcr_oi"]))
+    table.add_row("open interest (coin)", contracts(sel["oi_calls_coin"]), contracts(sel["oi_puts_coin"]), _ratio(sel["pcr_oi"]))
     table.add_row("open interest (USD notional)", _usd(sel["oi_calls_usd"]), _usd(sel["oi_puts_usd"]), "")
-    table.add_row("24 h volume (coin)", _coin(sel["volume_calls_coin"]), _coin(sel["volume_puts_coin"]),
+    table.add_row("24 h volume (coin)", contracts(sel["volume_calls_coin"]), contracts(sel["volume_puts_coin"]),
                   _ratio(sel["pcr_volume"]))
     table.add_row("24 h volume (USD notional)", _usd(sel["volume_calls_usd"]), _usd(sel["volume_puts_usd"]), "")
     change = cur["change"]
@@ -196,7 +190,7 @@ def _levels(cur: dict, sel: dict, label: str) -> Table:
     if _ok(sel.get("forward_usd")):
         table.add_row("forward", _price(sel["forward_usd"]), f"{sel['days']:.1f} days to expiry")
     table.add_row("max pain, coin payoff", _price(sel["max_pain_coin_payoff_usd"]),
-                  f"holders get {_coin(sel['max_pain_payout_coin'])} coin ({sel['max_pain_coin_payoff_source']} search)")
+                  f"holders get {contracts(sel['max_pain_payout_coin'])} coin ({sel['max_pain_coin_payoff_source']} search)")
     table.add_row("max pain, USD payoff", _price(sel["max_pain_usd_payoff_usd"]),
                   f"holders get {_usd(sel['max_pain_payout_usd'])} ({sel['max_pain_usd_payoff_source']} search)")
     table.add_row("gamma flip (marks)", _price(sel["gamma_flip_usd_marks"]),
@@ -218,8 +212,8 @@ def _expiries(console: Console, cur: dict) -> Table:
     columns: list[CellColumn] = [
         ("expiry", "left", 0, lambda r: escape(r["expiry_code"])),
         ("days", "right", 0, lambda r: f"{r['days']:.1f}"),
-        ("OI calls", "right", 0, lambda r: _coin(r["oi_calls_coin"])),
-        ("OI puts", "right", 0, lambda r: _coin(r["oi_puts_coin"])),
+        ("OI calls", "right", 0, lambda r: contracts(r["oi_calls_coin"])),
+        ("OI puts", "right", 0, lambda r: contracts(r["oi_puts_coin"])),
         ("P/C OI", "right", 0, lambda r: _ratio(r["pcr_oi"])),
         ("P/C vol", "right", 6, lambda r: _ratio(r["pcr_volume"])),
         ("max pain", "right", 0, lambda r: _price(r["max_pain_coin_payoff_usd"])),
@@ -271,11 +265,11 @@ def _strikes(console: Console, cur: dict, sel: dict, label: str, rows: int) -> T
     for bar in BAR_WIDTHS:
         columns: list[CellColumn] = [
             ("calls", "right", 0, lambda r, b=bar: f"[green]{_bar(r['oi_calls_coin'], top, b)}[/]"),
-            ("OI C", "right", 0, lambda r: _coin(r["oi_calls_coin"])),
+            ("OI C", "right", 0, lambda r: contracts(r["oi_calls_coin"])),
             *([("Δ C", "right", 4, delta("calls"))] if changes else []),      # the calls' change goes first
             ("strike", "right", 0, lambda r: _price(r["strike_usd"])),
             *([("Δ P", "right", 3, delta("puts"))] if changes else []),
-            ("OI P", "right", 0, lambda r: _coin(r["oi_puts_coin"])),
+            ("OI P", "right", 0, lambda r: contracts(r["oi_puts_coin"])),
             ("puts", "left", 0, lambda r, b=bar: f"[red]{_bar(r['oi_puts_coin'], top, b)}[/]"),
             ("GEX /1%", "right", 2, lambda r: _usd(r["gex_usd_per_pct_marks"], True)),
             ("level", "left", 0, lambda r: ", ".join(marks.get(r["strike_usd"], []))),
@@ -297,16 +291,16 @@ def _changes(console: Console, cur: dict) -> None:
     console.print(f"OI change vs {escape(change['earlier_snapshot_id'])} ({t['hours_between']:.1f} h, all expiries): "
                   f"calls {_signed_coin(t['calls_added_coin'])} / {_signed_coin(t['calls_removed_coin'])}, puts "
                   f"{_signed_coin(t['puts_added_coin'])} / {_signed_coin(t['puts_removed_coin'])} coin "
-                  f"(net {_usd(t['net_change_usd'], True)}); settled in between: {_coin(t['expired_calls_coin'])} calls, "
-                  f"{_coin(t['expired_puts_coin'])} puts", highlight=False)
+                  f"(net {_usd(t['net_change_usd'], True)}); settled in between: {contracts(t['expired_calls_coin'])} calls, "
+                  f"{contracts(t['expired_puts_coin'])} puts", highlight=False)
     top = change["top_instruments"]
     if not top:
         return
     columns: list[CellColumn] = [
         ("instrument", "left", 0, lambda r: escape(r["instrument"])),
         ("status", "left", 2, lambda r: escape(r["status"])),
-        ("OI before", "right", 1, lambda r: _coin(r["oi_before_coin"])),
-        ("OI now", "right", 0, lambda r: _coin(r["oi_coin"])),
+        ("OI before", "right", 1, lambda r: contracts(r["oi_before_coin"])),
+        ("OI now", "right", 0, lambda r: contracts(r["oi_coin"])),
         ("Δ OI", "right", 0, lambda r: _signed_coin(r["oi_change_coin"])),
     ]
     console.print(fit_rows(f"{escape(cur['currency'])} largest OI changes (coin)", columns, top, width=console.width))

@@ -103,19 +103,15 @@ def _rows(s: dict) -> list[dict]:
              "weight": w} for a, w in sorted(s["weights"].items(), key=lambda kv: -kv[1])]
 
 
-def _pct(value, digits: int = 2) -> str:
-    return pct(value, digits)
-
-
 def _bar(weight: float, biggest: float, width: int = 30) -> str:
     n = 0 if biggest <= 0 else int(round(width * weight / biggest))
     return "█" * n
 
 
-METRIC_ROWS = (("total_return", "total return", _pct), ("cagr", "CAGR", _pct), ("volatility", "volatility (ann.)", _pct),
+METRIC_ROWS = (("total_return", "total return", pct), ("cagr", "CAGR", pct), ("volatility", "volatility (ann.)", pct),
                ("sharpe", "Sharpe", num), ("sortino", "Sortino", num), ("calmar", "Calmar", num), ("omega", "Omega", num),
-               ("max_drawdown", "max drawdown", _pct), ("var_95", "VaR 95% (1 day, hist.)", lambda v: _pct(v, 2)),
-               ("cvar_95", "CVaR 95% (1 day, hist.)", lambda v: _pct(v, 2)))
+               ("max_drawdown", "max drawdown", pct), ("var_95", "VaR 95% (1 day, hist.)", pct),
+               ("cvar_95", "CVaR 95% (1 day, hist.)", pct))
 
 
 def _render(console, s: dict) -> None:
@@ -129,7 +125,7 @@ def _render(console, s: dict) -> None:
         weights.add_column(col, justify=just)
     biggest = max(s["weights"].values())
     for name, w in sorted(s["weights"].items(), key=lambda kv: -kv[1]):
-        weights.add_row(esc(name), esc(s["sectors"].get(name, "")), _pct(w, 2), f"[cyan]{_bar(w, biggest)}[/]")
+        weights.add_row(esc(name), esc(s["sectors"].get(name, "")), pct(w), f"[cyan]{_bar(w, biggest)}[/]")
     console.print(weights)
 
     sectors = Table(title="Sector weights", title_justify="left")
@@ -137,7 +133,7 @@ def _render(console, s: dict) -> None:
         sectors.add_column(col, justify=just)
     top = max(s["sector_weights"].values())
     for name, w in s["sector_weights"].items():
-        sectors.add_row(esc(name), _pct(w, 2), f"[magenta]{_bar(w, top)}[/]")
+        sectors.add_row(esc(name), pct(w), f"[magenta]{_bar(w, top)}[/]")
     console.print(sectors)
 
     m = s["metrics"]
@@ -163,8 +159,8 @@ def _render(console, s: dict) -> None:
     for col in ("asset", "CAGR", "volatility", "Sharpe", "Sortino", "max drawdown", "CVaR 95%"):
         assets.add_column(col, justify="left" if col == "asset" else "right")
     for name, values in ins["assets"].items():
-        assets.add_row(esc(name), _pct(values["cagr"]), _pct(values["volatility"]), num(values["sharpe"]),
-                       num(values["sortino"]), _pct(values["max_drawdown"]), _pct(values["cvar_95"], 2))
+        assets.add_row(esc(name), pct(values["cagr"]), pct(values["volatility"]), num(values["sharpe"]),
+                       num(values["sortino"]), pct(values["max_drawdown"]), pct(values["cvar_95"]))
     console.print(assets)
 
     bt = s["backtest"]
@@ -183,14 +179,14 @@ def _render(console, s: dict) -> None:
     plan = s.get("rebalancing")
     if plan:
         changes = Table(title=f"Rebalancing vs the allocation as of {fmt(plan['previous_timestamp'])[:10]} — "
-                              f"turnover {_pct(plan['turnover'], 2)}",
+                              f"turnover {pct(plan['turnover'])}",
                         title_justify="left")
         for col, just in (("asset", "left"), ("previous", "right"), ("new", "right"), ("change", "right"),
                           ("suggestion", "left")):
             changes.add_column(col, justify=just)
         for row in plan["changes"]:
             colour = {"buy": "green", "sell": "red"}.get(row["action"], "white")
-            changes.add_row(esc(row["asset"]), _pct(row["previous"], 2), _pct(row["new"], 2),
+            changes.add_row(esc(row["asset"]), pct(row["previous"]), pct(row["new"]),
                             f"{100 * row['change']:+.2f}%", f"[{colour}]{esc(row['action'])}[/]")
         console.print(changes)
     else:

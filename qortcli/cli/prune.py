@@ -8,7 +8,7 @@ import typer
 
 from qortcli.cli.app import app
 from qortcli.cli.common import (Column, CsvOption, DbOption, JsonOption, VerboseOption, emit, esc, fit_table, handled,
-                                open_db, state)
+                                minute, open_db, state)
 
 
 @app.command()
@@ -42,16 +42,12 @@ def _rows(summary: dict) -> list[dict]:
              **{k: r.get(k) for k in CSV_COLUMNS[3:]}} for r in summary["currencies"]]
 
 
-def _day_time(value) -> str:
-    return f"{value:%Y-%m-%d %H:%M}" if hasattr(value, "strftime") else "–"
-
-
 def _render(console, summary: dict) -> None:
     what = "would remove" if summary["dry_run"] else "removed"
     columns = [Column("currency", "left"), Column("older than\n(UTC)", "left"),
                Column("tracking needs\nfrom (UTC)", "left", priority=2), Column("snapshots"), Column("documents"),
                Column("daily\nkept", priority=1)]
-    cells = [[esc(r["currency"]), _day_time(r["cutoff"]), _day_time(r.get("protected_from")), f"{r['snapshots']:,}",
+    cells = [[esc(r["currency"]), minute(r["cutoff"]), minute(r.get("protected_from")), f"{r['snapshots']:,}",
               f"{r['documents']:,}", f"{r['kept_daily']:,}"] for r in summary["currencies"]]
     console.print(fit_table(f"Retention: full chains for {summary['full_chains_days']:g} days, then one per day "
                             f"({what})", columns, cells))

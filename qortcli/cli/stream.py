@@ -84,7 +84,7 @@ def status_line(status) -> Text:
     for c in status.currencies:
         age = f"{c.marks_age_s:.1f}s" if c.marks_age_s is not None and c.marks_age_s < 3600 else "–"
         line.append(f"{c.currency} ", style="bold")
-        line.append(f"{c.instruments} opt  idx {_usd(c.index_usd)}  ATM30 {_pct(c.atm_iv_30d_marks)}  "
+        line.append(f"{c.instruments} opt  idx {_usd(c.index_usd)}  ATM30 {pct(c.atm_iv_30d_marks, 1)}  "
                     f"RR25 {_pts(c.rr25_front_marks)}  age {age} │ ")
     line.append(f"msgs {status.messages:,}  upd {status.updates:,}  writes {status.live_writes:,}  "
                 f"snaps {status.snapshots}  reconn {status.reconnects}  bad {status.malformed}  "
@@ -98,10 +98,6 @@ def _ok(x) -> bool:
 
 def _usd(x) -> str:
     return f"${x:,.2f}" if _ok(x) else "–"
-
-
-def _pct(x) -> str:
-    return f"{100 * x:.1f}%" if _ok(x) else "–"
 
 
 def _pts(x) -> str:
