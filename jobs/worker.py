@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -129,18 +130,24 @@ class Worker:
     def run_job(self, job_id: str, trigger: str = "scheduler") -> dict[str, Any]:
         """Run a job and then the jobs chained after it; the first failure raises JobFailed (the rest skip)."""
         results = {}
-        with self._active_cond:
-            self._active += 1
-        try:
+        with self._counted():
             for spec in [self.schedule.job(job_id), *self.schedule.followers(job_id)]:
                 if self._stopping.is_set():
                     break  # stopping: the rest of the chain does not start
                 results[spec.id] = self.run_one(spec, trigger)
+        return results
+
+    @contextmanager
+    def _counted(self):
+        """Counts the block as a running job: stop() waits for it (within the grace)."""
+        with self._active_cond:
+            self._active += 1
+        try:
+            yield
         finally:
             with self._active_cond:
                 self._active -= 1
                 self._active_cond.notify_all()
-        return results
 
     def run_one(self, spec: JobSpec, trigger: str = "scheduler") -> Any:
         """Run one job's step with the store handle; its run records are tagged trigger=..., job=<id>.
@@ -178,9 +185,7 @@ class Worker:
         spec = self.schedule.stream_spec()
         spec = replace(spec, args={**spec.args, "stop_event": self._stopping, "on_snapshot": self._after_stream_snapshot})
         wait, longest = STREAM_RESTART_S
-        with self._active_cond:   # counted as running: stop() waits for its final flush (within the grace)
-            self._active += 1
-        try:
+        with self._counted():   # stop() waits for the session's final flush
             while not self._stopping.is_set():
                 try:
                     self.run_one(spec)   # in this thread: its arguments are live objects, not plain data
@@ -190,10 +195,6 @@ class Worker:
                 if self._stopping.wait(wait):
                     break
                 wait = min(wait * 2.0, longest)
-        finally:
-            with self._active_cond:
-                self._active -= 1
-                self._active_cond.notify_all()
 
     def _after_stream_snapshot(self, rows: list[dict]) -> None:
         """Run the jobs chained after collect_deribit (price, surface) once per round of stream snapshots."""
