@@ -94,6 +94,14 @@ def expiry_code(expiry: datetime) -> str:
     return f"{expiry.day}{expiry.strftime('%b').upper()}{expiry:%y}"
 
 
+def expiry_time(code: str) -> datetime | None:
+    """The moment an expiry code (e.g. 27MAR26) expires, 08:00 UTC; None when `code` is not such a code."""
+    try:
+        return datetime.strptime(str(code), "%d%b%y").replace(hour=EXPIRY_HOUR_UTC, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC, to the millisecond (what BSON stores)."""
     now = datetime.now(timezone.utc)

@@ -13,7 +13,7 @@ from qortcli.quant import board as board_mod
 from qortcli.steps.common import check_currency, currencies_to_process, staleness
 from qortcli.steps.price import parse_expiry_code
 from qortcli.store import read
-from qortcli.timeutils import BASES, DEFAULT_BASIS, require_utc
+from qortcli.timeutils import BASES, DEFAULT_BASIS, expiry_time, require_utc
 
 
 def parse_strikes(text: str | int | None) -> int | None:
@@ -71,9 +71,9 @@ def run_chain(db, currency: str | None = None, expiry: str | None = None, strike
     if wanted is None:
         wanted = board_mod.default_expiry(frame, BASES[basis])
     elif wanted not in listed:
-        when = datetime.strptime(wanted, "%d%b%y").replace(hour=8, tzinfo=chain.snapshot.timestamp.tzinfo)
+        when = expiry_time(wanted)
         taken = require_utc(chain.snapshot.timestamp, "snapshot time")
-        if when <= taken:
+        if when is not None and when <= taken:
             raise UsageError(f"expiry {wanted} expired on {when:%Y-%m-%d} 08:00 UTC, before the {cur} snapshot "
                              f"({taken:%Y-%m-%d %H:%M} UTC); listed: {', '.join(listed)}")
         raise UsageError(f"no expiry {wanted} in the {cur} snapshot {chain.snapshot.snapshot_id}; "

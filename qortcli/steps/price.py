@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from qortcli.sources.deribit import IV_ABOVE_MAX, IV_MISSING, IV_NON_POSITIVE, M
 from qortcli.steps.common import currencies_to_process, day_count, staleness
 from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, expiry_code, require_utc, utcnow, year_fractions
+from qortcli.timeutils import BASES, expiry_code, expiry_time, require_utc, utcnow, year_fractions
 
 #: the greeks written under `model` (units in qortcli.quant.black76)
 MODEL_GREEKS = black76.GREEK_NAMES
@@ -210,7 +210,7 @@ def check_expiry_listed(code: str, chains: list) -> None:
         listed |= {expiry_code(d["expiry"]) for d in docs}
     if code in listed:
         return
-    when = datetime.strptime(code, "%d%b%y").replace(hour=8, tzinfo=timezone.utc)
+    when = expiry_time(code)
     taken = min(require_utc(snap["timestamp"], "snapshot time") for _c, snap, _d in chains)
     available = ", ".join(sorted(listed, key=lambda c: datetime.strptime(c, "%d%b%y"))) or "none"
     if when <= taken:

@@ -34,7 +34,7 @@ their analytic slope, `payoff.rn_cdf`). `pop_reason` says why a POP is None.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ from qortcli.quant import tracking
 from qortcli.steps.common import currencies_to_process, day_count, staleness
 from qortcli.store import ops, read, schema
 from qortcli.store.runs import recorded_run
-from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, expiry_code, utcnow
+from qortcli.timeutils import BASES, DEFAULT_BASIS, as_utc, expiry_code, expiry_time, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def choose_expiry(expiries: pd.DataFrame, cfg: dict, code: str | None, tradeable
         hit = expiries[expiries["code"] == wanted]
         listed = ", ".join(live["code"]) or "none"
         if hit.empty:
-            when = _code_time(wanted)
+            when = expiry_time(wanted)
             if when is not None and taken is not None and when <= taken:
                 raise UsageError(f"expiry {code} is not listed: it expired on {when:%Y-%m-%d} 08:00 UTC, before the "
                                  f"snapshot ({taken:%Y-%m-%d %H:%M} UTC); listed: {listed}")
@@ -175,12 +175,6 @@ def choose_expiry(expiries: pd.DataFrame, cfg: dict, code: str | None, tradeable
                         f"pass --expiry (listed: {', '.join(expiries['code'])})")
     return ok.iloc[0]
 
-
-def _code_time(code: str) -> datetime | None:
-    try:
-        return datetime.strptime(code, "%d%b%y").replace(hour=8, tzinfo=timezone.utc)
-    except ValueError:
-        return None
 
 
 def _front_expiry(expiries: pd.DataFrame, chosen: pd.Series, cfg: dict,
