@@ -2,8 +2,7 @@
 
 `market_page(db, currency=None, expiry=None) -> dict` (db: a read-only handle, `qortcli.store.readonly`) reads the
 latest chain of `currency` (default: the first currency with a snapshot) with `qortcli.store.read`, computes
-`qortcli.quant.market.market_statistics` through `qortcli.steps.market.market_report` (what `qortcli market`
-computes: ACT/365, default dealer convention; it reads only) and returns:
+`qortcli.quant.market.market_statistics` (ACT/365, default dealer convention) and returns:
 
 - `currencies`, `currency`, `snapshot_id`, `timestamp` (ISO), `spot_usd`, `expiries` (codes), `expiry` (the chosen
   code or None = all expiries), `dealer_note`, `empty` ("" or the hint to collect data);
@@ -23,24 +22,35 @@ An unknown currency or expiry raises `qortcli.errors.UsageError` (one line namin
 
 from __future__ import annotations
 
-from qortcli.steps.market import market_report, selection
+from datetime import timedelta
+
+from qortcli.errors import UsageError
+from qortcli.quant import market as qm
 from qortcli.store import read
 from qortcli.store.ops import to_plain
 from qortcli.timeutils import BASES, DEFAULT_BASIS
 
+COMPARE = timedelta(hours=24)
+TOLERANCE = timedelta(hours=3)
 MOVE_FIELDS = ("expiry_code", "forward_usd", "atm_strike_usd", "straddle_coin_marks", "implied_move_fraction_marks",
                "implied_move_usd_marks", "atm_iv_marks", "one_sigma_low_usd_marks", "one_sigma_high_usd_marks", "pcr_oi",
                "pcr_volume", "max_pain_coin_payoff_usd", "max_pain_usd_payoff_usd", "gamma_flip_usd_marks")
 EMPTY = "no options snapshot in the store yet: run `qortcli collect sample` (or `qortcli collect deribit`)"
 
 
-def _change(rep, expiry: str | None) -> dict:
-    """OI change against the snapshot 24 h before the latest (`qortcli market`'s comparison), for the selection."""
-    if rep.change is None:
-        return {"note": rep.change_note}
-    by = rep.change.by_expiry
-    rows = by if expiry is None else by[by["expiry_code"] == expiry]
-    return {"note": rep.change_note, "calls_change_coin": float(rows["oi_calls_change_coin"].sum()),
+def _change(db, cur: str, chain: read.Chain, spot: float, expiry: str | None) -> dict:
+    """OI change against the snapshot 24 h before the latest (within the tolerance), for the selection."""
+    target = chain.snapshot.timestamp - COMPARE
+    found = read.snapshot_near(db, cur, target)
+    if found is None or target - found.timestamp > TOLERANCE:
+        return {"note": f"no {cur} snapshot within {TOLERANCE.total_seconds() / 3600:g} h before "
+                        f"{target:%Y-%m-%d %H:%M} UTC (24 h earlier)"}
+    ch = qm.oi_changes(chain.frame, read.chain_at(db, found.snapshot_id, DEFAULT_BASIS).frame,
+                       as_of=chain.snapshot.timestamp, spot_usd=spot)
+    rows = ch.by_expiry if expiry is None else ch.by_expiry[ch.by_expiry["expiry_code"] == expiry]
+    hours = (chain.snapshot.timestamp - found.timestamp).total_seconds() / 3600
+    return {"note": f"against {found.snapshot_id}, {hours:.1f} h earlier",
+            "calls_change_coin": float(rows["oi_calls_change_coin"].sum()),
             "puts_change_coin": float(rows["oi_puts_change_coin"].sum())}
 
 
@@ -49,18 +59,28 @@ def market_page(db, currency: str | None = None, expiry: str | None = None) -> d
     currencies = read.currencies(db)
     if not currencies:
         return {"currencies": [], "currency": "", "empty": EMPTY}
-    rep = market_report(db, currency or currencies[0], expiry)      # the step's own statistics (reads only)
-    cur, snap, st, code = rep.currency, rep.snapshot, rep.stats, rep.expiry_code
+    cur = (currency or currencies[0]).upper()
+    if cur not in currencies:
+        raise UsageError(f"no {cur} options snapshot in the store; currencies with one: {', '.join(currencies)}")
+    chain = read.latest_chain(db, cur, DEFAULT_BASIS)
+    st = qm.market_statistics(chain.frame, days_per_year=BASES[DEFAULT_BASIS])
     codes = [str(c) for c in st.expiries["expiry_code"]]
-    sel, strikes, profile = selection(rep)
+    code = expiry.strip().upper() if expiry else None
+    if code is not None and code not in codes:
+        raise UsageError(f"no expiry {code} in {chain.snapshot.snapshot_id}; listed: {', '.join(codes)}")
+    if code is None:
+        sel, strikes, profile = st.overall.iloc[0], st.all_by_strike, st.gex_profile[qm.ALL]
+    else:
+        sel = st.expiries[st.expiries["expiry_code"] == code].iloc[0]
+        strikes, profile = st.by_strike[st.by_strike["expiry_code"] == code], st.gex_profile[code]
 
     def column(name: str) -> list:
         return to_plain(strikes[name].to_numpy())
 
     moves = st.expiries[list(MOVE_FIELDS)].assign(days=st.expiries["t_years"] * BASES[DEFAULT_BASIS])
     return to_plain({
-        "currencies": currencies, "currency": cur, "snapshot_id": snap.snapshot_id,
-        "timestamp": snap.timestamp.isoformat(), "spot_usd": st.spot_usd, "empty": "",
+        "currencies": currencies, "currency": cur, "snapshot_id": chain.snapshot.snapshot_id,
+        "timestamp": chain.snapshot.timestamp.isoformat(), "spot_usd": st.spot_usd, "empty": "",
         "expiries": codes, "expiry": code, "dealer_note": st.dealer.description,
         "oi": {"strike_usd": column("strike_usd"), "calls_coin": column("oi_calls_coin"),
                "puts_coin": column("oi_puts_coin"), "calls_usd": column("oi_calls_usd"), "puts_usd": column("oi_puts_usd")},
@@ -73,5 +93,5 @@ def market_page(db, currency: str | None = None, expiry: str | None = None) -> d
         "pcr": {k: sel[k] for k in ("pcr_oi", "pcr_volume", "oi_calls_coin", "oi_puts_coin", "volume_calls_coin",
                                     "volume_puts_coin")},
         "moves": moves.to_dict("records"),
-        "change": _change(rep, code),
+        "change": _change(db, cur, chain, st.spot_usd, code),
     })
